@@ -1,0 +1,22 @@
+// The one schema block of the fastprompt operator library. Kernels are registered per device
+// next to each op family (csrc/<family>/<family>_ops.cpp for CPU, *_cuda.cpp for CUDA);
+// autograd and fake (meta) kernels are registered in Python (fastprompt/ops/).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// `import fastprompt._C` loads this shared library, which runs the registrations below.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(fastprompt, m) {
+  // ---- rational activation (csrc/rational) --------------------------------------------------
+  // x (..., C); numerator (G, m+1); denominator (G, n); form "A" or "B"
+  m.def("rational(Tensor x, Tensor numerator, Tensor denominator, str form) -> Tensor");
+  // -> (grad_x, grad_numerator, grad_denominator)
+  m.def("rational_backward(Tensor grad_out, Tensor x, Tensor numerator, Tensor denominator, "
+        "str form) -> (Tensor, Tensor, Tensor)");
+}

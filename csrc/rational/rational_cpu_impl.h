@@ -1,0 +1,232 @@
+// CPU kernels of the rational activation, included once per instruction set
+// (rational_cpu.cpp: baseline, rational_cpu_avx2.cpp: AVX2 + FMA) inside namespace
+// FP_CPU_ISA. Float-like storage runs on 8-lane float vectors; float64 runs scalar.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/dispatch.h"
+#include "common/simd.h"
+#include "rational/rational.h"
+#include "rational/rational_math.h"
+
+namespace fastprompt {
+namespace rational {
+namespace FP_CPU_ISA {
+
+using simd::kLanes;
+using simd::vfloat;
+
+template <typename T>
+inline vfloat load_lanes(const T* p, int64_t n) {  // n <= kLanes; missing lanes are 0
+  float tmp[kLanes] = {};
+  for (int64_t l = 0; l < n; ++l) tmp[l] = Convert<T>::load(p[l]);
+  vfloat v;
+  std::memcpy(&v, tmp, sizeof v);
+  return v;
+}
+
+template <typename T>
+inline void store_lanes(T* p, vfloat v, int64_t n) {
+  float tmp[kLanes];
+  std::memcpy(tmp, &v, sizeof v);
+  for (int64_t l = 0; l < n; ++l) p[l] = Convert<T>::store(tmp[l]);
+}
+
+// Value type of the main loop: vectors for float-like storage, scalars for double.
+template <typename T> struct Lane { using type = vfloat; static constexpr int width = kLanes; };
+template <> struct Lane<double> { using type = double; static constexpr int width = 1; };
+
+template <typename T>
+inline typename Lane<T>::type load_value(const T* p, int64_t n) { return load_lanes(p, n); }
+template <>
+inline double load_value<double>(const double* p, int64_t) { return *p; }
+template <typename T>
+inline void store_value(T* p, typename Lane<T>::type v, int64_t n) { store_lanes(p, v, n); }
+template <>
+inline void store_value<double>(double* p, double v, int64_t) { *p = v; }
+
+template <typename V> inline float lane(const V& v, int l) { return v[l]; }
+inline double lane(double v, int) { return v; }
+template <typename V> inline void set_lane(V& v, int l, float s) { v[l] = s; }
+inline void set_lane(double& v, int, double s) { v = s; }
+template <typename M> inline bool mask_lane(const M& m, int l) { return m[l] != 0; }
+inline bool mask_lane(int m, int) { return m != 0; }  // scalar masks (bool | bool is int)
+
+// Calls f(begin, end, a, b) for each maximal sub-range of [begin, end) inside one group.
+template <typename C, typename F>
+inline void for_each_group_run(const Problem& pb, int64_t begin, int64_t end, F&& f) {
+  const C* coef = static_cast<const C*>(pb.coef);
+  const int stride = 2 * (pb.degree + 1);
+  for (int64_t i = begin; i < end;) {
+    const int64_t segment = i / pb.group_size;
+    const int64_t g = segment % pb.groups;
+    const int64_t run_end = std::min(end, (segment + 1) * pb.group_size);
+    const C* a = coef + g * stride;
+    f(i, run_end, g, a, a + pb.degree + 1);
+    i = run_end;
+  }
+}
+
+template <typename T, int D, int FORM>
+void forward_range(const Problem& pb, const T* x, T* y, int64_t begin, int64_t end) {
+  using C = acc_t<T>;
+  using V = typename Lane<T>::type;
+  using W = typename Wider<C>::type;
+  constexpr int width = Lane<T>::width;
+  for_each_group_run<C>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t, const C* a, const C* b) {
+    for (int64_t i = lo; i < hi; i += width) {
+      const int64_t n = std::min<int64_t>(width, hi - i);
+      const V xv = load_value(x + i, n);
+      Point<D, V> p;
+      evaluate<D, FORM>(xv, a, b, p);
+      V out = p.y;
+      const auto wide = needs_wide(p);
+      if (fp_any(wide)) {
+        for (int l = 0; l < n; ++l) {
+          if (!mask_lane(wide, l)) continue;
+          Point<D, W> pw;
+          evaluate<D, FORM>(W(lane(xv, l)), a, b, pw);
+          set_lane(out, l, C(pw.y));
+        }
+      }
+      store_value(y + i, out, n);
+    }
+  });
+}
+
+// Element chunk of the backward: fixed by the shapes alone, so the reduction order (and the
+// result, bit for bit) does not depend on the number of threads.
+inline int64_t backward_chunk(const Problem& pb) {
+  const int64_t slots = 2 * (pb.degree + 1);
+  return std::max<int64_t>(16384, 16 * pb.groups * slots);
+}
+
+template <typename T, int D, int FORM>
+void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int64_t begin,
+                          int64_t end, double* partial /* (G, 2, D + 1), zeroed */) {
+  using C = acc_t<T>;
+  using V = typename Lane<T>::type;
+  using W = typename Wider<C>::type;
+  constexpr int width = Lane<T>::width;
+  constexpr int K = D + 1;
+  constexpr int64_t kFlushEvery = 256;  // float accumulators are flushed to double this often
+  for_each_group_run<C>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
+    double* acc_a = partial + g * 2 * K;
+    double* acc_b = acc_a + K;
+    for (int64_t block = lo; block < hi; block += kFlushEvery) {
+      const int64_t block_end = std::min(hi, block + kFlushEvery);
+      V sa[K], sb[K];
+      for (int j = 0; j < K; ++j) sa[j] = sb[j] = splat_as(V{}, 0.0);
+      W wide_a[K] = {}, wide_b[K] = {};
+      for (int64_t i = block; i < block_end; i += width) {
+        const int64_t n = std::min<int64_t>(width, block_end - i);
+        const V xv = load_value(x + i, n);
+        const V gv = load_value(dy + i, n);
+        Point<D, V> p;
+        evaluate<D, FORM>(xv, a, b, p);
+        V ga[K], gb[K];
+        V gx = backward_terms<D, FORM>(gv, xv, a, b, p, ga, gb);
+        const auto wide = needs_wide(p);
+        if (fp_any(wide)) {
+          const V zero = splat_as(V{}, 0.0);
+          for (int j = 0; j < K; ++j) {
+            ga[j] = fp_select(wide, zero, ga[j]);
+            gb[j] = fp_select(wide, zero, gb[j]);
+          }
+          for (int l = 0; l < n; ++l) {
+            if (!mask_lane(wide, l)) continue;
+            Point<D, W> pw;
+            const W xw = W(lane(xv, l));
+            evaluate<D, FORM>(xw, a, b, pw);
+            W wa[K], wb[K];
+            set_lane(gx, l, C(backward_terms<D, FORM>(W(lane(gv, l)), xw, a, b, pw, wa, wb)));
+            for (int j = 0; j < K; ++j) {
+              wide_a[j] += wa[j];
+              wide_b[j] += wb[j];
+            }
+          }
+        }
+        for (int j = 0; j < K; ++j) {
+          sa[j] += ga[j];
+          sb[j] += gb[j];
+        }
+        store_value(dx + i, gx, n);
+      }
+      for (int j = 0; j < K; ++j) {
+        double ta = double(wide_a[j]), tb = double(wide_b[j]);
+        for (int l = 0; l < width; ++l) {
+          ta += lane(sa[j], l);
+          tb += lane(sb[j], l);
+        }
+        acc_a[j] += ta;
+        acc_b[j] += tb;
+      }
+    }
+  });
+}
+
+template <typename T, int D, int FORM>
+void backward_typed(const Problem& pb, const T* dy, const T* x, T* dx, acc_t<T>* grad_coef,
+                    ParallelFor pf) {
+  using C = acc_t<T>;
+  constexpr int K = D + 1;
+  const int64_t chunk = backward_chunk(pb);
+  const int64_t chunks = (pb.numel + chunk - 1) / chunk;
+  const int64_t slots = pb.groups * 2 * K;
+  std::vector<double> partial(size_t(chunks * slots), 0.0);
+  parallel_for(pf, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      backward_chunk_range<T, D, FORM>(pb, dy, x, dx, c * chunk,
+                                       std::min(pb.numel, (c + 1) * chunk),
+                                       partial.data() + c * slots);
+    }
+  });
+  // Second pass: chunks summed in index order; then d/db_k = -sign(b_k) * sum (form A)
+  // or -sum (form B).
+  const C* coef = static_cast<const C*>(pb.coef);
+  for (int64_t s = 0; s < slots; ++s) {
+    double total = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) total += partial[size_t(c * slots + s)];
+    const int64_t j = s % (2 * K);
+    if (j >= K) {  // denominator slot
+      total = -total;
+      if (FORM == kFormA) total *= double(fp_sign(coef[s]));
+      if (j == K) total = 0.0;  // b_0 does not exist
+    }
+    grad_coef[s] = C(total);
+  }
+}
+
+void forward(const Problem& pb, const void* x, void* y, ParallelFor pf) {
+  dispatch_dtype(pb.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    dispatch_int<1, kMaxDegree>(pb.degree, [&](auto d) {
+      dispatch_int<0, 1>(pb.form, [&](auto form) {
+        const T* xs = static_cast<const T*>(x);
+        T* ys = static_cast<T*>(y);
+        parallel_for(pf, pb.numel, 16384, [&](int64_t b, int64_t e) {
+          forward_range<T, decltype(d)::value, decltype(form)::value>(pb, xs, ys, b, e);
+        });
+      });
+    });
+  });
+}
+
+void backward(const Problem& pb, const void* grad_out, const void* x, void* grad_x,
+              void* grad_coef, ParallelFor pf) {
+  dispatch_dtype(pb.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    dispatch_int<1, kMaxDegree>(pb.degree, [&](auto d) {
+      dispatch_int<0, 1>(pb.form, [&](auto form) {
+        backward_typed<T, decltype(d)::value, decltype(form)::value>(
+            pb, static_cast<const T*>(grad_out), static_cast<const T*>(x), static_cast<T*>(grad_x),
+            static_cast<acc_t<T>*>(grad_coef), pf);
+      });
+    });
+  });
+}
+
+}  // namespace FP_CPU_ISA
+}  // namespace rational
+}  // namespace fastprompt

@@ -1,0 +1,97 @@
+// Pointwise math of the rational activation y = P(x) / Q(x), shared by the CPU (vector and
+// scalar) and CUDA kernels.
+//
+// Overflow-safe evaluation: with D = max(m, n) and s = max(1, |x|)^D, every power is used as
+//   pw[j] = x^j / s,   i.e. x^j for |x| <= 1 and sign(x)^D * (1/x)^(D-j) for |x| > 1,
+// so |pw[j]| <= 1 and P/s, Q/s stay bounded: no inf/inf for large |x|. Q/s >= |pw[0]| = 1/s.
+// Coefficients arrive padded to degree D (a[j] = 0 for j > m, b[k] = 0 for k > n, b[0] unused),
+// which leaves P and Q unchanged.
+#pragma once
+
+#include "common/fp_ops.h"
+
+namespace fastprompt {
+namespace rational {
+
+enum Form : int { kFormA = 0, kFormB = 1 };
+
+// Per-point intermediates the backward reuses.
+template <int D, typename V>
+struct Point {
+  V pw[D + 1];  // x^j / s
+  V inv_q;      // s / Q
+  V y;          // P / Q
+  V s_sign;     // form B: sign(sum_k b_k x^k)
+};
+
+template <int D, int FORM, typename V, typename C>
+FP_HOST_DEVICE void evaluate(V x, const C* a, const C* b, Point<D, V>& p) {
+  const V one = splat_as(x, 1.0);
+  const auto big = fp_abs(x) > one;
+  const V r = fp_select(big, one / x, x);
+  V rp[D + 1];
+  rp[0] = one;
+FP_UNROLL
+  for (int j = 1; j <= D; ++j) rp[j] = rp[j - 1] * r;
+  const V sign_d = (D % 2) ? fp_select(x < splat_as(x, 0.0), -one, one) : one;
+FP_UNROLL
+  for (int j = 0; j <= D; ++j) p.pw[j] = fp_select(big, sign_d * rp[D - j], rp[j]);
+
+  V pn = a[0] * p.pw[0];
+FP_UNROLL
+  for (int j = 1; j <= D; ++j) pn += a[j] * p.pw[j];
+  V qn = fp_abs(p.pw[0]);
+  if (FORM == kFormA) {
+FP_UNROLL
+    for (int k = 1; k <= D; ++k) qn += fp_abs(b[k]) * fp_abs(p.pw[k]);
+  } else {
+    V sn = b[1] * p.pw[1];
+FP_UNROLL
+    for (int k = 2; k <= D; ++k) sn += b[k] * p.pw[k];
+    qn += fp_abs(sn);
+    p.s_sign = fp_sign(sn);
+  }
+  p.inv_q = one / qn;
+  p.y = pn * p.inv_q;
+}
+
+// True where the fast (float) evaluation may have lost the denominator to underflow or
+// produced a huge value; those points are re-evaluated in the wider type.
+template <int D, typename V>
+FP_HOST_DEVICE auto needs_wide(const Point<D, V>& p) {
+  const V limit = splat_as(p.y, 1.2676506002282294e30);  // 2^100
+  return (p.inv_q > limit) | (fp_abs(p.y) > limit) | (p.y != p.y);
+}
+
+// dL/dx and the per-point terms of dL/da_j (= ga[j]) and dL/db_k (= -sign(b_k) * gb[k] for
+// form A, -gb[k] for form B; the sign is applied once per group after the reduction).
+template <int D, int FORM, typename V, typename C>
+FP_HOST_DEVICE V backward_terms(V dy, V x, const C* a, const C* b, const Point<D, V>& p,
+                                V* ga, V* gb) {
+  V dp = a[1] * p.pw[0];
+FP_UNROLL
+  for (int j = 2; j <= D; ++j) dp += C(j) * a[j] * p.pw[j - 1];
+  V dq;
+  if (FORM == kFormA) {
+    dq = fp_abs(b[1]) * fp_abs(p.pw[0]);
+FP_UNROLL
+    for (int k = 2; k <= D; ++k) dq += C(k) * fp_abs(b[k]) * fp_abs(p.pw[k - 1]);
+    dq *= fp_sign(x);
+  } else {
+    dq = b[1] * p.pw[0];
+FP_UNROLL
+    for (int k = 2; k <= D; ++k) dq += C(k) * b[k] * p.pw[k - 1];
+    dq *= p.s_sign;
+  }
+  const V g = dy * p.inv_q;
+  const V gy = g * p.y;
+FP_UNROLL
+  for (int j = 0; j <= D; ++j) ga[j] = g * p.pw[j];
+  gb[0] = splat_as(x, 0.0);
+FP_UNROLL
+  for (int k = 1; k <= D; ++k) gb[k] = gy * (FORM == kFormA ? fp_abs(p.pw[k]) : p.s_sign * p.pw[k]);
+  return g * (dp - p.y * dq);
+}
+
+}  // namespace rational
+}  // namespace fastprompt

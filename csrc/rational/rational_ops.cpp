@@ -1,0 +1,123 @@
+// Torch glue of the rational activation: argument checks, packing, CPU registration.
+#include "rational/rational_glue.h"
+
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include "common/torch_glue.h"
+
+namespace fastprompt {
+namespace rational {
+
+Prepared prepare(const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
+                 const std::string& form) {
+  TORCH_CHECK(form == "A" || form == "B", "form: expected \"A\" or \"B\", got \"", form, "\"");
+  const DType dtype = to_dtype(x, "x");
+  check_same_device(x, "x", numerator, "numerator");
+  check_same_device(x, "x", denominator, "denominator");
+  check_dim(numerator, "numerator", 2, "(groups, m + 1)");
+  check_dim(denominator, "denominator", 2, "(groups, n)");
+  to_dtype(numerator, "numerator");
+  TORCH_CHECK(numerator.scalar_type() == denominator.scalar_type(),
+              "denominator: expected the dtype of numerator (", numerator.scalar_type(), "), got ",
+              denominator.scalar_type());
+  if (x.scalar_type() == at::kDouble) {
+    TORCH_CHECK(numerator.scalar_type() == at::kDouble,
+                "numerator: expected float64 coefficients for float64 x, got ",
+                numerator.scalar_type());
+  } else {
+    TORCH_CHECK(numerator.scalar_type() == at::kFloat || numerator.scalar_type() == x.scalar_type(),
+                "numerator: expected coefficients of dtype float32 or ", x.scalar_type(),
+                " (the dtype of x), got ", numerator.scalar_type());
+  }
+  const int64_t groups = numerator.size(0);
+  TORCH_CHECK(groups >= 1, "numerator: expected at least one group (shape (groups, m + 1)), got ",
+              numerator.sizes());
+  TORCH_CHECK(denominator.size(0) == groups, "denominator: expected ", groups,
+              " groups (numerator.shape[0]), got shape ", denominator.sizes());
+  const int64_t m = numerator.size(1) - 1, n = denominator.size(1);
+  TORCH_CHECK(m >= 0 && m <= kMaxDegree, "numerator: expected order m in [0, ", kMaxDegree,
+              "] (shape (groups, m + 1)), got shape ", numerator.sizes());
+  TORCH_CHECK(n >= 1 && n <= kMaxDegree, "denominator: expected order n in [1, ", kMaxDegree,
+              "] (shape (groups, n)), got shape ", denominator.sizes());
+  TORCH_CHECK(x.dim() >= 1, "x: expected at least one dimension (..., channels), got a scalar");
+  const int64_t channels = x.size(-1);
+  TORCH_CHECK(channels % groups == 0, "x: expected the last dimension (", channels,
+              ") to be divisible by the number of groups (", groups, ")");
+
+  const int degree = int(std::max(m, n));
+  const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor coef = numerator.new_zeros({groups, 2, degree + 1}, numerator.options().dtype(compute));
+  coef.select(1, 0).narrow(1, 0, m + 1).copy_(numerator);
+  coef.select(1, 1).narrow(1, 1, n).copy_(denominator);
+
+  Prepared out;
+  out.x = x.contiguous();
+  out.coef = coef;
+  out.problem.dtype = dtype;
+  out.problem.numel = x.numel();
+  out.problem.groups = groups;
+  // one group: a single run over the whole tensor
+  out.problem.group_size = groups == 1 ? std::max<int64_t>(x.numel(), 1) : channels / groups;
+  out.problem.degree = degree;
+  out.problem.form = form == "A" ? 0 : 1;
+  out.problem.coef = coef.data_ptr();
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> unpack_coef_grad(const at::Tensor& grad_coef,
+                                                    const at::Tensor& numerator,
+                                                    const at::Tensor& denominator) {
+  const int64_t m1 = numerator.size(1), n = denominator.size(1);
+  return {grad_coef.select(1, 0).narrow(1, 0, m1).to(numerator.scalar_type()).contiguous(),
+          grad_coef.select(1, 1).narrow(1, 1, n).to(denominator.scalar_type()).contiguous()};
+}
+
+void check_grad_out(const at::Tensor& grad_out, const at::Tensor& x) {
+  TORCH_CHECK(grad_out.sizes() == x.sizes(), "grad_out: expected shape ", x.sizes(),
+              " (the shape of x), got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "grad_out: expected dtype ",
+              x.scalar_type(), ", got ", grad_out.scalar_type());
+  check_same_device(x, "x", grad_out, "grad_out");
+}
+
+namespace {
+
+at::Tensor forward_cpu_op(const at::Tensor& x, const at::Tensor& numerator,
+                          const at::Tensor& denominator, c10::string_view form) {
+  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
+  Prepared p = prepare(x, numerator, denominator, std::string(form));
+  at::Tensor y = at::empty_like(p.x);
+  if (x.numel() > 0) forward_cpu(p.problem, p.x.data_ptr(), y.data_ptr(), torch_parallel_for);
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu_op(const at::Tensor& grad_out,
+                                                               const at::Tensor& x,
+                                                               const at::Tensor& numerator,
+                                                               const at::Tensor& denominator,
+                                                               c10::string_view form) {
+  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
+  Prepared p = prepare(x, numerator, denominator, std::string(form));
+  check_grad_out(grad_out, x);
+  at::Tensor g = grad_out.contiguous();
+  at::Tensor grad_x = at::empty_like(p.x);
+  at::Tensor grad_coef = at::zeros_like(p.coef);
+  if (x.numel() > 0) {
+    backward_cpu(p.problem, g.data_ptr(), p.x.data_ptr(), grad_x.data_ptr(), grad_coef.data_ptr(),
+                 torch_parallel_for);
+  }
+  auto [gn, gd] = unpack_coef_grad(grad_coef, numerator, denominator);
+  return {grad_x, gn, gd};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastprompt, CPU, m) {
+  m.impl("rational", &forward_cpu_op);
+  m.impl("rational_backward", &backward_cpu_op);
+}
+
+}  // namespace rational
+}  // namespace fastprompt

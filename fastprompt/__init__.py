@@ -1,0 +1,15 @@
+"""fastprompt: fast C++/CUDA kernels and modules for soft-prompt tuning.
+
+Functional API (each op has CPU and CUDA kernels, autograd and torch.compile support)::
+
+    fastprompt.rational(x, numerator, denominator, form="A")   # (..., C), (G, m+1), (G, n)
+
+Modules live in :mod:`fastprompt.nn`, pure-PyTorch references in :mod:`fastprompt.reference`.
+"""
+from fastprompt._library import built_with_cuda, library_path  # loads fastprompt._C
+from fastprompt.ops import rational
+from fastprompt import nn, reference
+
+__version__ = "0.1.0"
+
+__all__ = ["rational", "nn", "reference", "built_with_cuda", "library_path", "__version__"]

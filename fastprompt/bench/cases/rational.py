@@ -1,0 +1,58 @@
+"""Rational activation: fastprompt vs eager reference vs torch.compile(reference)."""
+import torch
+
+import fastprompt
+from fastprompt.bench.cases.common import compiled, element_size
+from fastprompt.bench.core import Case, fwd_bwd
+from fastprompt.reference import rational_ref
+
+
+def _inputs(numel, channels, groups, degrees, dtype, device, requires_grad):
+    m, n = degrees
+    x = torch.randn(numel // channels, channels, device=device, dtype=dtype)
+    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    a = fastprompt.nn.RationalActivation(groups, degrees, "A", "gelu").numerator.detach()
+    b = fastprompt.nn.RationalActivation(groups, degrees, "A", "gelu").denominator.detach()
+    a, b = a.to(device, coef_dtype), b.to(device, coef_dtype)
+    if requires_grad:
+        x.requires_grad_(True)
+        a.requires_grad_(True)
+        b.requires_grad_(True)
+    return x, a, b
+
+
+def cases(device: str, quick: bool):
+    if device.startswith("cuda"):
+        sizes = [(1 << 20, 1024, 8, torch.bfloat16)] if quick else [
+            (1 << 28, 4096, 8, torch.bfloat16), (1 << 26, 4096, 8, torch.float32)]
+    else:
+        sizes = [(1 << 16, 1024, 8, torch.float32)] if quick else [
+            (1 << 25, 4096, 8, torch.float32), (1 << 22, 1024, 8, torch.bfloat16)]
+    out = []
+    for numel, channels, groups, dtype in sizes:
+        for degrees in [(5, 4)]:
+            shape = f"n=2^{numel.bit_length() - 1},C={channels},G={groups},deg={degrees[0]}/{degrees[1]}"
+            esize = element_size(dtype)
+
+            def fwd(x, a, b):
+                return fastprompt.rational(x, a, b, "A")
+
+            def ref(x, a, b):
+                return rational_ref(x, a, b, "A")
+
+            out.append(Case(
+                op="rational", shape=shape, dtype=dtype, device=device, mode="fwd",
+                make=lambda numel=numel, c=channels, g=groups, d=degrees, dt=dtype: _inputs(numel, c, g, d, dt, device, False),
+                providers={"fastprompt": fwd, "eager": ref, "compile": compiled(ref)},
+                bytes_moved=2 * numel * esize,
+            ))
+            out.append(Case(
+                op="rational", shape=shape, dtype=dtype, device=device, mode="fwd+bwd",
+                make=lambda numel=numel, c=channels, g=groups, d=degrees, dt=dtype: _inputs(numel, c, g, d, dt, device, True),
+                providers={"fastprompt": fwd_bwd(fwd, grad_argnums=(0, 1, 2)),
+                           "eager": fwd_bwd(ref, grad_argnums=(0, 1, 2)),
+                           "compile": fwd_bwd(compiled(ref), grad_argnums=(0, 1, 2))},
+                # forward: read x, write y; backward: read x and dy, write dx
+                bytes_moved=5 * numel * esize,
+            ))
+    return out

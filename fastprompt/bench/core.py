@@ -1,0 +1,113 @@
+"""Benchmark cases, timing and the memory-bandwidth measurement."""
+import importlib
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from fastprompt.bench.cases import FAMILIES
+
+
+@dataclass
+class Case:
+    """One benchmark row.
+
+    ``make()`` builds the inputs (a tuple); every provider is called as ``fn(*inputs)``.
+    ``bytes_moved`` is the minimum traffic the op must make (read + write) for the
+    memory-bandwidth fraction; ``flops`` the arithmetic for the FLOP/s figure.
+    """
+
+    op: str
+    shape: str
+    dtype: torch.dtype
+    device: str
+    mode: str  # "fwd" or "fwd+bwd"
+    make: Callable[[], tuple]
+    providers: Dict[str, Callable]
+    bytes_moved: Optional[int] = None
+    flops: Optional[int] = None
+    note: str = ""
+    tags: List[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}[{self.shape},{str(self.dtype).replace('torch.', '')},{self.device},{self.mode}]"
+
+
+def fwd_bwd(fn: Callable, *, grad_argnums=(0,)) -> Callable:
+    """Wrap fn(*inputs) -> Tensor into forward + backward with a fixed upstream gradient.
+
+    The inputs at ``grad_argnums`` must already require grad; their .grad is reset each call.
+    """
+    cache = {}
+
+    def run(*inputs):
+        for i in grad_argnums:
+            inputs[i].grad = None
+        out = fn(*inputs)
+        g = cache.get("g")
+        if g is None or g.shape != out.shape or g.dtype != out.dtype:
+            g = cache["g"] = torch.randn_like(out)
+        out.backward(g)
+        return out
+
+    return run
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(fn: Callable, inputs: tuple, device: str, *, warmup: int = 3, min_time: float = 0.5,
+            max_reps: int = 200, min_reps: int = 5) -> List[float]:
+    """Wall-clock times (seconds) of repeated fn(*inputs) calls, after warm-up."""
+    for _ in range(warmup):
+        fn(*inputs)
+    synchronize(device)
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
+        if device.startswith("cuda"):
+            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0.record()
+            fn(*inputs)
+            t1.record()
+            t1.synchronize()
+            times.append(t0.elapsed_time(t1) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn(*inputs)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def median(times: List[float]) -> float:
+    return statistics.median(times)
+
+
+_BANDWIDTH: Dict[str, float] = {}
+
+
+def memory_bandwidth(device: str) -> float:
+    """Measured copy bandwidth in bytes/s (read + write of a large buffer), cached per device."""
+    if device not in _BANDWIDTH:
+        n = (1 << 28) if device.startswith("cuda") else (1 << 26)
+        src = torch.empty(n, dtype=torch.uint8, device=device).fill_(1)
+        dst = torch.empty_like(src)
+        times = measure(lambda: dst.copy_(src), (), device, min_time=0.5, max_reps=50)
+        _BANDWIDTH[device] = 2 * n / median(times)
+    return _BANDWIDTH[device]
+
+
+def all_cases(device: str, quick: bool = False, ops: Optional[List[str]] = None) -> List[Case]:
+    """Every family's cases for `device` (quick: small sizes, for smoke tests)."""
+    cases = []
+    for family in FAMILIES:
+        if ops and family not in ops:
+            continue
+        module = importlib.import_module(f"fastprompt.bench.cases.{family}")
+        cases.extend(module.cases(device, quick))
+    return cases

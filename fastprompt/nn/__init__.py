@@ -1,0 +1,4 @@
+"""torch.nn modules wrapping the functional ops."""
+from fastprompt.nn.rational import RationalActivation
+
+__all__ = ["RationalActivation"]

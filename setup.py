@@ -1,0 +1,89 @@
+"""Build fastprompt._C: CPU sources always, CUDA sources when a CUDA toolchain is usable.
+
+Environment:
+  FASTPROMPT_CUDA=0/1   force the CUDA sources off / on (default: on when nvcc is found and
+                        torch was built with CUDA)
+  TORCH_CUDA_ARCH_LIST  target architectures; defaults to "8.0;9.0" when no GPU is visible
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import setup
+
+import torch
+from torch.utils import cpp_extension
+
+
+def _find_cuda_home():
+    """The toolkit folder that holds lib64/libcudart (nvcc on PATH may be a wrapper script)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        real = os.path.realpath(nvcc)
+        candidates.append(os.path.dirname(os.path.dirname(real)))
+        try:  # a wrapper script: `exec /path/to/cuda/bin/nvcc "$@"`
+            with open(real, "r", errors="ignore") as f:
+                for token in f.read(4096).split():
+                    if token.endswith("/bin/nvcc"):
+                        candidates.append(os.path.dirname(os.path.dirname(token)))
+        except OSError:
+            pass
+    candidates += sorted(glob.glob("/usr/local/cuda*"), reverse=True)
+    for c in candidates:
+        if c and os.path.exists(os.path.join(c, "bin", "nvcc")) and (
+            glob.glob(os.path.join(c, "lib64", "libcudart*"))
+            or glob.glob(os.path.join(c, "targets", "*", "lib", "libcudart*"))
+        ):
+            return c
+    return None
+
+
+def _want_cuda():
+    flag = os.environ.get("FASTPROMPT_CUDA")
+    if flag is not None:
+        return flag.strip() not in ("0", "", "false", "False", "no")
+    return torch.version.cuda is not None and _find_cuda_home() is not None
+
+
+USE_CUDA = _want_cuda()
+if USE_CUDA:
+    cuda_home = _find_cuda_home()
+    if cuda_home is None or torch.version.cuda is None:
+        sys.exit("FASTPROMPT_CUDA=1 but no CUDA toolkit (nvcc + libcudart) or no CUDA build of torch")
+    os.environ["CUDA_HOME"] = cuda_home
+    cpp_extension.CUDA_HOME = cuda_home  # torch resolved it at import time, possibly wrongly
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+
+cpp_sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+cuda_glue = [s for s in cpp_sources if s.endswith("_cuda.cpp")]
+sources = [s for s in cpp_sources if s not in cuda_glue]
+if USE_CUDA:
+    sources += cuda_glue + sorted(glob.glob("csrc/**/*.cu", recursive=True))
+
+debug = os.environ.get("FASTPROMPT_DEBUG", "0") == "1"
+opt = ["-O0", "-g"] if debug else ["-O3"]
+extra_compile_args = {
+    "cxx": opt + ["-std=c++20", "-fopenmp", "-Wno-psabi"],
+    "nvcc": opt + ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"],
+}
+define_macros = [("FASTPROMPT_WITH_CUDA", "1")] if USE_CUDA else []
+Extension = cpp_extension.CUDAExtension if USE_CUDA else cpp_extension.CppExtension
+
+setup(
+    ext_modules=[
+        Extension(
+            "fastprompt._C",
+            sources,
+            include_dirs=[os.path.abspath("csrc")],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=["-fopenmp"],
+            define_macros=define_macros,
+            py_limited_api=True,
+        )
+    ],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+)
