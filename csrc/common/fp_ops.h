@@ -17,8 +17,18 @@ template <typename S> FP_HOST_DEVICE S fp_sign(S v) { return S((v > S(0)) - (v <
 template <typename S> FP_HOST_DEVICE S fp_select(bool m, S a, S b) { return m ? a : b; }
 FP_HOST_DEVICE bool fp_any(bool m) { return m; }
 
+// Clamp a scalar to the finite range of its type (inf -> max); vectors pass through (their
+// fast path is bounded by construction).
+FP_HOST_DEVICE float saturate(float v) { return fminf(fmaxf(v, -3.4028234663852886e38f), 3.4028234663852886e38f); }
+FP_HOST_DEVICE double saturate(double v) { return fmin(fmax(v, -1.7976931348623157e308), 1.7976931348623157e308); }
+template <typename V> FP_HOST_DEVICE V saturate(V v) { return v; }
+
 #if !defined(__CUDACC__)
 inline long double fp_abs(long double v) { return std::fabs(v); }
+inline long double saturate(long double v) {
+  const long double m = 1.18973149535723176502e+4932L;
+  return v > m ? m : (v < -m ? -m : v);
+}
 #endif
 
 // The wider type used to re-evaluate the rare elements whose scaled denominator underflows.

@@ -1,6 +1,7 @@
-// Minimal portable SIMD for CPU kernels on GCC/Clang vector extensions. `vfloat` holds kLanes
-// floats; it gets the same helper names as the scalars in common/fp_ops.h, so one templated
-// kernel body serves the vector path and the scalar (wide) fallback.
+// Minimal portable SIMD for CPU kernels on GCC/Clang vector extensions. `Vec<N>` holds N floats
+// (N = 8 for the baseline/AVX2 builds, 16 for AVX-512); each gets the same helper names as the
+// scalars in common/fp_ops.h, so one templated kernel body serves the vector paths and the
+// scalar (wide) fallback.
 #pragma once
 
 #include <cstdint>
@@ -10,27 +11,41 @@
 namespace fastprompt {
 namespace simd {
 
-constexpr int kLanes = 8;
-typedef float vfloat __attribute__((vector_size(kLanes * sizeof(float))));
-typedef int32_t vmask __attribute__((vector_size(kLanes * sizeof(int32_t))));
+template <int N>
+struct Vec {
+  typedef float f32 __attribute__((vector_size(N * sizeof(float))));
+  typedef int32_t mask __attribute__((vector_size(N * sizeof(int32_t))));
+  typedef uint32_t u32 __attribute__((vector_size(N * sizeof(uint32_t))));
+  typedef uint16_t u16 __attribute__((vector_size(N * sizeof(uint16_t))));
+};
 
 }  // namespace simd
 
-inline simd::vfloat splat_as(simd::vfloat, double v) { return simd::vfloat{} + float(v); }
-inline simd::vfloat fp_abs(simd::vfloat v) {
-  return (simd::vfloat)((simd::vmask)v & 0x7fffffff);
-}
-inline simd::vfloat fp_select(simd::vmask m, simd::vfloat a, simd::vfloat b) {
-  return (simd::vfloat)((m & (simd::vmask)a) | (~m & (simd::vmask)b));
-}
-inline simd::vfloat fp_sign(simd::vfloat v) {
-  const simd::vfloat one = splat_as(v, 1.0);
-  return fp_select(v > 0, one, fp_select(v < 0, -one, simd::vfloat{}));
-}
-inline bool fp_any(simd::vmask m) {
-  int32_t r = 0;
-  for (int i = 0; i < simd::kLanes; ++i) r |= m[i];
-  return r != 0;
-}
+#define FP_DEFINE_VECTOR_HELPERS(N)                                                           \
+  inline simd::Vec<N>::f32 splat_as(simd::Vec<N>::f32, double v) {                          \
+    return simd::Vec<N>::f32{} + float(v);                                                    \
+  }                                                                                           \
+  inline simd::Vec<N>::f32 fp_abs(simd::Vec<N>::f32 v) {                                    \
+    return (simd::Vec<N>::f32)((simd::Vec<N>::mask)v & 0x7fffffff);                          \
+  }                                                                                           \
+  inline simd::Vec<N>::f32 fp_select(simd::Vec<N>::mask m, simd::Vec<N>::f32 a,             \
+                                     simd::Vec<N>::f32 b) {                                   \
+    return (simd::Vec<N>::f32)((m & (simd::Vec<N>::mask)a) | (~m & (simd::Vec<N>::mask)b));   \
+  }                                                                                           \
+  inline simd::Vec<N>::f32 fp_sign(simd::Vec<N>::f32 v) {                                   \
+    const simd::Vec<N>::f32 one = splat_as(v, 1.0);                                           \
+    return fp_select(v > 0, one, fp_select(v < 0, -one, simd::Vec<N>::f32{}));                \
+  }                                                                                           \
+  inline bool fp_any(simd::Vec<N>::mask m) {                                                 \
+    uint64_t words[N / 2];                                                                    \
+    __builtin_memcpy(words, &m, sizeof m);                                                    \
+    uint64_t r = 0;                                                                           \
+    for (int i = 0; i < N / 2; ++i) r |= words[i];                                            \
+    return r != 0;                                                                            \
+  }
+
+FP_DEFINE_VECTOR_HELPERS(8)
+FP_DEFINE_VECTOR_HELPERS(16)
+#undef FP_DEFINE_VECTOR_HELPERS
 
 }  // namespace fastprompt

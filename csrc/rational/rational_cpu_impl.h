@@ -1,8 +1,10 @@
-// CPU kernels of the rational activation, included once per instruction set
-// (rational_cpu.cpp: baseline, rational_cpu_avx2.cpp: AVX2 + FMA) inside namespace
-// FP_CPU_ISA. Float-like storage runs on 8-lane float vectors; float64 runs scalar.
+// CPU kernels of the rational activation, included once per instruction set inside namespace
+// FP_CPU_ISA with FP_CPU_LANES float lanes (rational_cpu.cpp: baseline, 8 lanes;
+// rational_cpu_avx2.cpp: AVX2 + FMA, 8 lanes; rational_cpu_avx512.cpp: AVX-512, 16 lanes).
+// Float-like storage runs on float vectors; float64 runs scalar.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "common/dispatch.h"
@@ -14,11 +16,68 @@ namespace fastprompt {
 namespace rational {
 namespace FP_CPU_ISA {
 
-using simd::kLanes;
-using simd::vfloat;
+constexpr int kLanes = FP_CPU_LANES;
+using vfloat = simd::Vec<kLanes>::f32;
+using vmask = simd::Vec<kLanes>::mask;
+using vu32 = simd::Vec<kLanes>::u32;
+using vu16 = simd::Vec<kLanes>::u16;
+
+// Loads / stores of kLanes elements with conversion. Full vectors go through vector registers
+// only (a partial store to a stack buffer followed by a vector load stalls store forwarding).
+template <typename T>
+inline vfloat load_full(const T* p) {
+  float tmp[kLanes];
+  for (int l = 0; l < kLanes; ++l) tmp[l] = Convert<T>::load(p[l]);
+  vfloat v;
+  std::memcpy(&v, tmp, sizeof v);
+  return v;
+}
+template <>
+inline vfloat load_full<float>(const float* p) {
+  vfloat v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <>
+inline vfloat load_full<BFloat16>(const BFloat16* p) {
+  vu16 h;
+  std::memcpy(&h, p, sizeof h);
+  return (vfloat)(__builtin_convertvector(h, vu32) << 16);
+}
+template <>
+inline vfloat load_full<Half>(const Half* p) {
+  vu16 h16;
+  std::memcpy(&h16, p, sizeof h16);
+  const vu32 h = __builtin_convertvector(h16, vu32);
+  const vu32 sign = (h & 0x8000u) << 16;
+  // (exponent, mantissa) moved to float position; * 2^112 rebiases normals and subnormals
+  vfloat mag = (vfloat)((h & 0x7fffu) << 13) * 5.192296858534828e33f;
+  const vmask special = (vmask)((h & 0x7c00u) == 0x7c00u);  // inf / NaN
+  mag = fp_select(special, (vfloat)(((h & 0x3ffu) << 13) | 0x7f800000u), mag);
+  return (vfloat)((vu32)mag | sign);
+}
+
+template <typename T>
+inline void store_full(T* p, vfloat v) {
+  for (int l = 0; l < kLanes; ++l) p[l] = Convert<T>::store(v[l]);
+}
+template <>
+inline void store_full<float>(float* p, vfloat v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <>
+inline void store_full<BFloat16>(BFloat16* p, vfloat v) {
+  const vu32 u = (vu32)v;
+  const vu32 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const vmask nan = (vmask)((u & 0x7fffffffu) > 0x7f800000u);
+  const vu32 out = (vu32)fp_select(nan, (vfloat)((u >> 16) | 0x40u), (vfloat)rounded);
+  const vu16 h = __builtin_convertvector(out, vu16);
+  std::memcpy(p, &h, sizeof h);
+}
 
 template <typename T>
 inline vfloat load_lanes(const T* p, int64_t n) {  // n <= kLanes; missing lanes are 0
+  if (n == kLanes) return load_full(p);
   float tmp[kLanes] = {};
   for (int64_t l = 0; l < n; ++l) tmp[l] = Convert<T>::load(p[l]);
   vfloat v;
@@ -28,9 +87,8 @@ inline vfloat load_lanes(const T* p, int64_t n) {  // n <= kLanes; missing lanes
 
 template <typename T>
 inline void store_lanes(T* p, vfloat v, int64_t n) {
-  float tmp[kLanes];
-  std::memcpy(tmp, &v, sizeof v);
-  for (int64_t l = 0; l < n; ++l) p[l] = Convert<T>::store(tmp[l]);
+  if (n == kLanes) return store_full(p, v);
+  for (int64_t l = 0; l < n; ++l) p[l] = Convert<T>::store(v[l]);
 }
 
 // Value type of the main loop: vectors for float-like storage, scalars for double.
@@ -53,17 +111,21 @@ inline void set_lane(double& v, int, double s) { v = s; }
 template <typename M> inline bool mask_lane(const M& m, int l) { return m[l] != 0; }
 inline bool mask_lane(int m, int) { return m != 0; }  // scalar masks (bool | bool is int)
 
-// Calls f(begin, end, a, b) for each maximal sub-range of [begin, end) inside one group.
-template <typename C, typename F>
+// Calls f(begin, end, g, a, b) for each maximal sub-range of [begin, end) inside one group;
+// a and b are local copies of the group's coefficients (no aliasing with the output).
+template <typename C, int D, typename F>
 inline void for_each_group_run(const Problem& pb, int64_t begin, int64_t end, F&& f) {
   const C* coef = static_cast<const C*>(pb.coef);
-  const int stride = 2 * (pb.degree + 1);
   for (int64_t i = begin; i < end;) {
     const int64_t segment = i / pb.group_size;
     const int64_t g = segment % pb.groups;
     const int64_t run_end = std::min(end, (segment + 1) * pb.group_size);
-    const C* a = coef + g * stride;
-    f(i, run_end, g, a, a + pb.degree + 1);
+    C a[D + 1], b[D + 1];
+    for (int j = 0; j <= D; ++j) {
+      a[j] = coef[g * 2 * (D + 1) + j];
+      b[j] = coef[g * 2 * (D + 1) + D + 1 + j];
+    }
+    f(i, run_end, g, a, b);
     i = run_end;
   }
 }
@@ -74,23 +136,22 @@ void forward_range(const Problem& pb, const T* x, T* y, int64_t begin, int64_t e
   using V = typename Lane<T>::type;
   using W = typename Wider<C>::type;
   constexpr int width = Lane<T>::width;
-  for_each_group_run<C>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t, const C* a, const C* b) {
+  for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t, const C* a, const C* b) {
     for (int64_t i = lo; i < hi; i += width) {
       const int64_t n = std::min<int64_t>(width, hi - i);
       const V xv = load_value(x + i, n);
       Point<D, V> p;
       evaluate<D, FORM>(xv, a, b, p);
-      V out = p.y;
+      store_value(y + i, p.y, n);
       const auto wide = needs_wide(p);
-      if (fp_any(wide)) {
+      if (__builtin_expect(fp_any(wide), 0)) {
         for (int l = 0; l < n; ++l) {
           if (!mask_lane(wide, l)) continue;
           Point<D, W> pw;
           evaluate<D, FORM>(W(lane(xv, l)), a, b, pw);
-          set_lane(out, l, C(pw.y));
+          y[i + l] = Convert<T>::store(C(pw.y));
         }
       }
-      store_value(y + i, out, n);
     }
   });
 }
@@ -111,7 +172,7 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
   constexpr int width = Lane<T>::width;
   constexpr int K = D + 1;
   constexpr int64_t kFlushEvery = 256;  // float accumulators are flushed to double this often
-  for_each_group_run<C>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
+  for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
     double* acc_a = partial + g * 2 * K;
     double* acc_b = acc_a + K;
     for (int64_t block = lo; block < hi; block += kFlushEvery) {
@@ -128,7 +189,7 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
         V ga[K], gb[K];
         V gx = backward_terms<D, FORM>(gv, xv, a, b, p, ga, gb);
         const auto wide = needs_wide(p);
-        if (fp_any(wide)) {
+        if (__builtin_expect(fp_any(wide), 0)) {
           const V zero = splat_as(V{}, 0.0);
           for (int j = 0; j < K; ++j) {
             ga[j] = fp_select(wide, zero, ga[j]);
@@ -141,16 +202,15 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
             evaluate<D, FORM>(xw, a, b, pw);
             W wa[K], wb[K];
             set_lane(gx, l, C(backward_terms<D, FORM>(W(lane(gv, l)), xw, a, b, pw, wa, wb)));
+            constexpr C kMax = std::numeric_limits<C>::max();
             for (int j = 0; j < K; ++j) {
-              wide_a[j] += wa[j];
-              wide_b[j] += wb[j];
+              wide_a[j] += clamp_to_range(wa[j], kMax);
+              wide_b[j] += clamp_to_range(wb[j], kMax);
             }
           }
         }
-        for (int j = 0; j < K; ++j) {
-          sa[j] += ga[j];
-          sb[j] += gb[j];
-        }
+        for (int j = 0; j < K; ++j) sa[j] += ga[j];
+        for (int j = 1; j < K; ++j) sb[j] += gb[j];
         store_value(dx + i, gx, n);
       }
       for (int j = 0; j < K; ++j) {
@@ -189,11 +249,7 @@ void backward_typed(const Problem& pb, const T* dy, const T* x, T* dx, acc_t<T>*
     double total = 0.0;
     for (int64_t c = 0; c < chunks; ++c) total += partial[size_t(c * slots + s)];
     const int64_t j = s % (2 * K);
-    if (j >= K) {  // denominator slot
-      total = -total;
-      if (FORM == kFormA) total *= double(fp_sign(coef[s]));
-      if (j == K) total = 0.0;  // b_0 does not exist
-    }
+    if (j >= K) total = denominator_grad<FORM>(total, coef[s], j == K);
     grad_coef[s] = C(total);
   }
 }

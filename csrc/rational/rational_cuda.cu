@@ -23,6 +23,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
+template <typename C> constexpr C kMaxFinite = C(3.4028234663852886e38);
+template <> constexpr double kMaxFinite<double> = 1.7976931348623157e308;
+
 void check_launch(const char* what) {
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) {
@@ -70,7 +73,7 @@ __device__ __forceinline__ C point_value(C x, const C* a, const C* b) {
     using W = typename Wider<C>::type;
     Point<D, W> pw;
     evaluate<D, FORM>(W(x), a, b, pw);
-    return C(pw.inv_q == W(INFINITY) ? (pw.y == pw.y ? pw.y : W(0)) : pw.y);
+    return C(pw.y);
   }
   return p.y;
 }
@@ -157,8 +160,8 @@ FP_UNROLL
         out[l] = C(backward_terms<D, FORM>(W(gv[l]), W(xv[l]), a, b, pw, wa, wb));
 FP_UNROLL
         for (int j = 0; j < K; ++j) {
-          ga[j] = C(wa[j]);
-          gb[j] = C(wb[j]);
+          ga[j] = C(clamp_to_range(wa[j], kMaxFinite<C>));
+          gb[j] = C(clamp_to_range(wb[j], kMaxFinite<C>));
         }
       }
 FP_UNROLL
@@ -195,11 +198,7 @@ __global__ void reduce_partials_kernel(const C* partial, const C* coef, C* grad_
   double total = 0.0;
   for (int64_t blk = 0; blk < blocks_per_group; ++blk)
     total += double(partial[(g * blocks_per_group + blk) * 2 * K + j]);
-  if (j >= K) {
-    total = -total;
-    if (FORM == kFormA) total *= double(fp_sign(coef[s]));
-    if (j == K) total = 0.0;
-  }
+  if (j >= K) total = denominator_grad<FORM>(total, coef[s], j == K);
   grad_coef[s] = C(total);
 }
 

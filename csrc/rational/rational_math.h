@@ -51,15 +51,18 @@ FP_UNROLL
     qn += fp_abs(sn);
     p.s_sign = fp_sign(sn);
   }
-  p.inv_q = one / qn;
-  p.y = pn * p.inv_q;
+  // saturate: in the wide fallback s / Q may exceed the range (Q/s subnormal); keeping both
+  // finite means no inf * 0 in the gradient terms
+  p.inv_q = saturate(one / qn);
+  p.y = saturate(pn * p.inv_q);
 }
 
 // True where the fast (float) evaluation may have lost the denominator to underflow or
-// produced a huge value; those points are re-evaluated in the wider type.
+// produced a value large enough for the gradient terms (~ dy * y / Q) to overflow float;
+// those points are re-evaluated in the wider type.
 template <int D, typename V>
 FP_HOST_DEVICE auto needs_wide(const Point<D, V>& p) {
-  const V limit = splat_as(p.y, 1.2676506002282294e30);  // 2^100
+  const V limit = splat_as(p.y, 1099511627776.0);  // 2^40
   return (p.inv_q > limit) | (fp_abs(p.y) > limit) | (p.y != p.y);
 }
 
@@ -84,13 +87,30 @@ FP_UNROLL
     dq *= p.s_sign;
   }
   const V g = dy * p.inv_q;
-  const V gy = g * p.y;
+  const V gy = saturate(g * p.y);  // finite, so that gy * 0 stays 0 (b = 0, S = 0)
 FP_UNROLL
   for (int j = 0; j <= D; ++j) ga[j] = g * p.pw[j];
   gb[0] = splat_as(x, 0.0);
 FP_UNROLL
   for (int k = 1; k <= D; ++k) gb[k] = gy * (FORM == kFormA ? fp_abs(p.pw[k]) : p.s_sign * p.pw[k]);
   return g * (dp - p.y * dq);
+}
+
+// A wide-path gradient term clamped to the finite range of the compute type C, so that sums
+// of huge terms of both signs saturate instead of producing inf - inf.
+template <typename C, typename W>
+FP_HOST_DEVICE W clamp_to_range(W v, C max_value) {
+  const W m = W(max_value);
+  return v > m ? m : (v < -m ? -m : v);
+}
+
+// Final d/db_k from the reduced sum of gb[k] (see backward_terms); b_0 does not exist.
+template <int FORM, typename C>
+FP_HOST_DEVICE double denominator_grad(double total, C b_k, bool is_b0) {
+  if (is_b0) return 0.0;
+  if (FORM == kFormB) return -total;
+  const double s = double(fp_sign(b_k));
+  return s == 0.0 ? 0.0 : -s * total;  // d|b|/db = 0 at b = 0, even where the sum is inf
 }
 
 }  // namespace rational

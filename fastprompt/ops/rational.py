@@ -30,6 +30,9 @@ def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor
     check_tensor("x", x)
     check_tensor("numerator", numerator, dim=2, shape_doc="(groups, m + 1)")
     check_tensor("denominator", denominator, dim=2, shape_doc="(groups, n)")
+    for name, t in (("numerator", numerator), ("denominator", denominator)):
+        if t.device != x.device:
+            raise RuntimeError(f"{name}: expected a tensor on {x.device} (the device of x), got one on {t.device}")
     return torch.ops.fastprompt.rational.default(x, numerator, denominator, form)
 
 

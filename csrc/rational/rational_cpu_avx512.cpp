@@ -1,0 +1,9 @@
+// The CPU kernels compiled for AVX-512 (16 lanes, 32 vector registers); chosen at run time when
+// the CPU has AVX-512 F/BW/DQ/VL. See rational_cpu_avx2.cpp for the include order.
+#if defined(__x86_64__) && defined(__GNUC__)
+#include "rational/rational_cpu_prelude.h"
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")
+#define FP_CPU_ISA avx512
+#define FP_CPU_LANES 16
+#include "rational/rational_cpu_impl.h"
+#endif
