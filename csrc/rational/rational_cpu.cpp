@@ -3,6 +3,9 @@
 #define FP_CPU_LANES 8
 #include "rational/rational_cpu_impl.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace fastprompt {
 namespace rational {
 
@@ -18,8 +21,11 @@ FP_DECLARE_ISA(avx512)
 #undef FP_DECLARE_ISA
 
 enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+// The widest instruction set this CPU has, capped by FASTPROMPT_CPU_ISA=baseline|avx2|avx512
+// (read on every call, so tests can compare the builds in one process).
 static Isa best_isa() {
-  static const Isa isa = [] {
+  static const Isa supported = [] {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
@@ -27,7 +33,12 @@ static Isa best_isa() {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
     return Isa::kBaseline;
   }();
-  return isa;
+  const char* cap = std::getenv("FASTPROMPT_CPU_ISA");
+  if (cap == nullptr) return supported;
+  const Isa wanted = std::strcmp(cap, "baseline") == 0 ? Isa::kBaseline
+                     : std::strcmp(cap, "avx2") == 0   ? Isa::kAvx2
+                                                       : Isa::kAvx512;
+  return std::min(wanted, supported);
 }
 
 void forward_cpu(const Problem& pb, const void* x, void* y, ParallelFor pf) {
