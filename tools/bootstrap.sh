@@ -42,6 +42,12 @@ else
   echo "[bootstrap] all packages present; installing nothing"
 fi
 
-echo "[bootstrap] building fastprompt._C"
-MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py -q build_ext --inplace 2>&1 | grep -vE "^(running|copying|creating)" || true
+echo "[bootstrap] building fastprompt._C (log: build/build.log)"
+mkdir -p build
+if ! MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py build_ext --inplace > build/build.log 2>&1; then
+  grep -E "error|Error" -A5 build/build.log | head -60
+  tail -20 build/build.log
+  echo "[bootstrap] build failed (full log: build/build.log)"
+  exit 1
+fi
 "$PY" -c "import fastprompt, sys; print('[bootstrap] fastprompt', fastprompt.__version__, 'CUDA kernels:', fastprompt.built_with_cuda())"
