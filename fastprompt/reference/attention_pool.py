@@ -10,6 +10,9 @@ def attention_pool_ref(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tenso
     """
     compute = torch.promote_types(torch.promote_types(z.dtype, queries.dtype), torch.float32)
     zc = z.to(compute)
+    if z.shape[1] == 0:  # no tokens at all
+        out = zc.new_zeros(z.shape[0], queries.shape[1], z.shape[2]) + 0 * (zc.sum() + queries.sum())
+        return out.to(z.dtype)
     scores = zc @ queries.to(compute)  # (B, T, K)
     if mask is not None:
         scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
