@@ -14,7 +14,7 @@ namespace attention_pool {
 namespace {
 
 // The per-tile score buffers of the kernels live in shared memory (48 KiB without opt-in).
-constexpr int64_t kMaxQueriesCuda = 128;
+constexpr int64_t kMaxQueriesCuda = 64;
 
 void check_cuda(const at::Tensor& z, const at::Tensor& queries) {
   TORCH_CHECK(z.device().is_cuda(), "z: expected a CUDA tensor, got one on ", z.device());

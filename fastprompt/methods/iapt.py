@@ -295,6 +295,8 @@ class IAPTModel(nn.Module):
         if input_ids is None or input_ids.dim() != 2:
             raise ValueError("input_ids: expected a (batch, tokens) tensor")
         batch, length = input_ids.shape
+        if length == 0:
+            raise ValueError("input_ids: expected at least one token per row")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if attention_mask.shape != input_ids.shape:
@@ -311,7 +313,7 @@ class IAPTModel(nn.Module):
             return torch.where(soft, torch.full_like(soft, fill, dtype=t.dtype), t.gather(1, source))
 
         out = {
-            "input_ids": spread(input_ids, 0) if length > 0 else input_ids.new_zeros(soft.shape),
+            "input_ids": spread(input_ids, 0),
             "attention_mask": spread(attention_mask, 1),
         }
         if token_type_ids is not None:
