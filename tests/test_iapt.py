@@ -295,3 +295,14 @@ def test_works_with_transformers_trainer(tmp_path):
     result = trainer.train()
     assert result.training_loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, wrapper.trainable_parameters()))
+
+
+def test_bfloat16_backbone_with_float32_generators():
+    wrapper = IAPTModel(tiny_llama().to(torch.bfloat16), bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    out = wrapper(input_ids=ids, labels=ids)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in wrapper.trainable_parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (2, 9)
