@@ -306,3 +306,20 @@ def test_bfloat16_backbone_with_float32_generators():
     grads = [p.grad for p in wrapper.trainable_parameters()]
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
     assert wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (2, 9)
+
+
+def test_decoder_sequence_classification_pools_a_real_token():
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, num_labels=3,
+                                   initializer_range=0.2)
+    model = transformers.LlamaForSequenceClassification(cfg).eval()
+    wrapper = IAPTModel(model, bottleneck=8)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    ids[0, 4:] = 0  # right padding
+    am = (ids != 0).long()
+    out = wrapper(input_ids=ids, attention_mask=am, labels=torch.tensor([0, 1, 2]))
+    assert out.logits.shape == (3, 3) and torch.isfinite(out.loss)
+    # the reserved positions never read as padding: the pooled token of row 0 is its last real one
+    inputs, batch = wrapper._prepare(ids, am, None, None, None, None)
+    assert (inputs["input_ids"][batch.soft_mask] != 0).all()

@@ -287,7 +287,8 @@ class IAPTModel(nn.Module):
         pos = torch.arange(length + k, device=input_ids.device).unsqueeze(0)
         rel = pos - start.unsqueeze(1)
         soft = (rel >= 0) & (rel < k)
-        source = torch.where(rel < 0, pos, torch.where(soft, (start.unsqueeze(1) - 1).clamp(min=0), pos - k))
+        # a reserved position copies the first real token (its id is never a padding id)
+        source = torch.where(rel < 0, pos, torch.where(soft, first.unsqueeze(1), pos - k))
         source = source.clamp(max=max(length - 1, 0))
         return soft, source, rel.clamp(0, k - 1)
 
@@ -309,15 +310,16 @@ class IAPTModel(nn.Module):
         groups = self._tenant_groups(tenant_ids, batch, input_ids.device)
         soft, source, soft_index = self._insert_positions(input_ids, attention_mask)
 
-        def spread(t, fill):
-            return torch.where(soft, torch.full_like(soft, fill, dtype=t.dtype), t.gather(1, source))
+        def spread(t, fill=None):
+            t = t.gather(1, source)
+            return t if fill is None else torch.where(soft, torch.full_like(t, fill), t)
 
         out = {
-            "input_ids": spread(input_ids, 0),
+            "input_ids": spread(input_ids),
             "attention_mask": spread(attention_mask, 1),
         }
         if token_type_ids is not None:
-            out["token_type_ids"] = spread(token_type_ids, 0)
+            out["token_type_ids"] = spread(token_type_ids)
         if labels is not None:
             out["labels"] = spread(labels, -100) if labels.shape == input_ids.shape else labels
         instruction = spread(instruction_mask.bool() & attention_mask.bool(), False)
