@@ -46,6 +46,15 @@ template <typename C>
 inline void dots(const C* x, const C* rows, int64_t count, int64_t n, C* out) {
   if constexpr (std::is_same_v<C, float>) {
     int64_t r = 0;
+    for (; r + 8 <= count; r += 8) {  // eight rows per pass over x
+      const float* m = rows + r * n;
+      vfloat s[8] = {};
+      for (int64_t d = 0; d < n; d += kLanes) {
+        const vfloat xv = vload(x + d);
+        for (int j = 0; j < 8; ++j) s[j] += xv * vload(m + j * n + d);
+      }
+      for (int j = 0; j < 8; ++j) out[r + j] = hsum(s[j]);
+    }
     for (; r + 4 <= count; r += 4) {
       const float *m0 = rows + r * n, *m1 = m0 + n, *m2 = m1 + n, *m3 = m2 + n;
       vfloat s0{}, s1{}, s2{}, s3{};
@@ -114,20 +123,19 @@ inline void accumulate(const C* zb, int64_t nb, const C* coef, int64_t K, int64_
   }
 }
 
-// out[:] = sum_k ca[k] * ra[k, :] + cb[k] * rb[k, :]
+// out[:] = sum_r coef[r] * rows[r, :] for r < count
 template <typename C>
-inline void combine(const C* ca, const C* ra, const C* cb, const C* rb, int64_t K, int64_t n,
-                    C* out) {
+inline void weighted_rows(const C* coef, const C* rows, int64_t count, int64_t n, C* out) {
   if constexpr (std::is_same_v<C, float>) {
     for (int64_t d = 0; d < n; d += kLanes) {
       vfloat v{};
-      for (int64_t k = 0; k < K; ++k) v += ca[k] * vload(ra + k * n + d) + cb[k] * vload(rb + k * n + d);
+      for (int64_t r = 0; r < count; ++r) v += coef[r] * vload(rows + r * n + d);
       vstore(out + d, v);
     }
   } else {
     for (int64_t d = 0; d < n; ++d) {
       C v = 0;
-      for (int64_t k = 0; k < K; ++k) v += ca[k] * ra[k * n + d] + cb[k] * rb[k * n + d];
+      for (int64_t r = 0; r < count; ++r) v += coef[r] * rows[r * n + d];
       out[d] = v;
     }
   }
@@ -282,12 +290,19 @@ void backward_typed(const Problem& pb, const acc_t<T>* grad_out, const T* z,
 
   parallel_for(pf, items, 1, [&](int64_t i0, int64_t i1) {
     std::vector<C> zb(static_cast<size_t>(kBlock * n)), row(static_cast<size_t>(n));
-    std::vector<C> u(static_cast<size_t>(K)), g(static_cast<size_t>(K));
-    std::vector<C> weight(static_cast<size_t>(kBlock * K)), dscore(static_cast<size_t>(kBlock * K));
+    // rows (2K, n): the queries, then grad_out of the current row; one pass over a token gives
+    // its scores u (first K) and g (last K), and grad_z is a weighted sum of the same rows
+    std::vector<C> rows(static_cast<size_t>(2 * K * n)), ug(static_cast<size_t>(2 * K));
+    std::vector<C> coef(static_cast<size_t>(2 * K)), dscore(static_cast<size_t>(kBlock * K));
+    std::copy(wt.begin(), wt.end(), rows.begin());
+    int64_t rows_of = -1;
     int64_t idx[kBlock];
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / chunks, chunk = item % chunks;
-      const C* gp_b = gp.data() + b * K * n;
+      if (rows_of != b) {
+        std::copy(gp.begin() + b * K * n, gp.begin() + (b + 1) * K * n, rows.begin() + K * n);
+        rows_of = b;
+      }
       const C* lse_b = lse + b * K;
       const C* c_b = c_dot.data() + b * K;
       C* dw = part_dw.data() + item * K * n;
@@ -302,15 +317,15 @@ void backward_typed(const Problem& pb, const acc_t<T>* grad_out, const T* z,
         const int64_t nb = stage_block(pb, z, b, t, t_end, n, zb.data(), idx, zero_grad_row);
         for (int64_t i = 0; i < nb; ++i) {
           const C* zr = zb.data() + i * n;
-          dots(zr, wt.data(), K, n, u.data());
-          dots(zr, gp_b, K, n, g.data());
-          C* a = weight.data() + i * K;
+          dots(zr, rows.data(), 2 * K, n, ug.data());
           C* du = dscore.data() + i * K;
           for (int64_t k = 0; k < K; ++k) {
-            a[k] = std::exp(u[k] - lse_b[k]);
-            du[k] = a[k] * (g[k] - c_b[k]);
+            const C a = std::exp(ug[k] - lse_b[k]);
+            du[k] = a * (ug[K + k] - c_b[k]);
+            coef[k] = du[k];   // times the queries
+            coef[K + k] = a;   // times grad_out
           }
-          combine(a, gp_b, du, wt.data(), K, n, row.data());
+          weighted_rows(coef.data(), rows.data(), 2 * K, n, row.data());
           store_row(row.data(), D, grad_z + (b * pb.tokens + idx[i]) * D);
         }
         if (nb > 0) accumulate(zb.data(), nb, dscore.data(), K, n, dw);
