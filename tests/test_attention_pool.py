@@ -239,3 +239,25 @@ def test_self_attention_pooling_module(device):
     assert pool.queries.grad is not None and torch.isfinite(pool.queries.grad).all()
     with pytest.raises(ValueError, match="num_tokens"):
         fastprompt.nn.SelfAttentionPooling(12, 0)
+
+
+def test_random_shapes_and_masks_match_reference():
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the property test")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+    @hypothesis.given(B=st.integers(1, 3), T=st.integers(1, 300), D=st.integers(1, 20), K=st.integers(1, 9),
+                      keep=st.floats(0.0, 1.0), seed=st.integers(0, 2 ** 16))
+    def check(B, T, D, K, keep, seed):
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
+        queries = torch.randn(D, K, generator=gen, dtype=torch.float64)
+        mask = torch.rand(B, T, generator=gen) < keep
+        grad_out = torch.randn(B, K, D, generator=gen, dtype=torch.float64)
+        out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+        ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+        assert_close(out, ref, torch.float64)
+        assert_close(dz, dz_ref, torch.float64)
+        assert_close(dq, dq_ref, torch.float64)
+
+    check()

@@ -323,3 +323,20 @@ def test_decoder_sequence_classification_pools_a_real_token():
     # the reserved positions never read as padding: the pooled token of row 0 is its last real one
     inputs, batch = wrapper._prepare(ids, am, None, None, None, None)
     assert (inputs["input_ids"][batch.soft_mask] != 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_run_matches_cpu(device):
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    perturb(wrapper.adapters["default"], 4)
+    perturb(wrapper.add_adapter("other"), 5)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    am = torch.ones_like(ids)
+    am[0, :2] = 0
+    tenants = ["other", "default", "other"]
+    expected = wrapper(input_ids=ids, attention_mask=am, tenant_ids=tenants).logits
+    wrapper.to(device)
+    out = wrapper(input_ids=ids.to(device), attention_mask=am.to(device), tenant_ids=tenants).logits
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
+    out.sum().backward()
+    assert all(p.grad is not None for p in wrapper.adapters["other"].parameters())
