@@ -275,7 +275,9 @@ def test_bad_inputs_give_clear_errors():
 def test_works_with_transformers_trainer(tmp_path):
     import inspect
 
-    wrapper = IAPTModel(tiny_llama(), bottleneck=16)
+    from fastprompt.methods import IAPTTrainer
+
+    wrapper = IAPTModel(tiny_gpt2(), bottleneck=16)  # GPT-2 ties its input and output embeddings
     ids, am, im, labels = copy_task(32, 0)
 
     class Data(torch.utils.data.Dataset):
@@ -285,16 +287,21 @@ def test_works_with_transformers_trainer(tmp_path):
         def __getitem__(self, i):
             return {"input_ids": ids[i], "attention_mask": am[i], "instruction_mask": im[i], "labels": labels[i]}
 
-    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=6, learning_rate=2e-2,
-                  report_to=[], save_strategy="no", logging_steps=1, remove_unused_columns=False,
-                  use_cpu=True, disable_tqdm=True)
+    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4, learning_rate=2e-2,
+                  report_to=[], save_strategy="steps", save_steps=4, logging_steps=1,
+                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
     params = inspect.signature(transformers.TrainingArguments).parameters
     args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
     before = [p.clone() for p in wrapper.trainable_parameters()]
-    trainer = transformers.Trainer(model=wrapper, args=args, train_dataset=Data())
+    trainer = IAPTTrainer(model=wrapper, args=args, train_dataset=Data())
     result = trainer.train()
     assert result.training_loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, wrapper.trainable_parameters()))
+    # the checkpoint holds the adapter, loadable onto a fresh backbone
+    checkpoint = tmp_path / "checkpoint-4"
+    loaded = IAPTModel.from_pretrained(tiny_gpt2(), checkpoint)
+    wrapper.eval()  # the Trainer left it in training mode (dropout)
+    torch.testing.assert_close(loaded(input_ids=ids[:2]).logits, wrapper(input_ids=ids[:2]).logits)
 
 
 def test_bfloat16_backbone_with_float32_generators():

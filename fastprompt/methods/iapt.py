@@ -428,3 +428,36 @@ class IAPTModel(nn.Module):
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, layers={self.num_layers} ({self.layer_path}), d_model={self.d_model}, "
                 f"adapters={self.adapter_names}, active={self.active_adapter!r}")
+
+
+def _build_trainer_class():
+    import transformers
+
+    class IAPTTrainer(transformers.Trainer):
+        """transformers.Trainer whose checkpoints hold the IAPT adapters only, in the
+        :meth:`IAPTModel.save_adapter` format: the active adapter in the checkpoint folder, any
+        other adapter in a sub-folder named after it. (The plain Trainer would try to write the
+        whole backbone, which fails for models with tied weights.)"""
+
+        def _save(self, output_dir=None, state_dict=None):
+            output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
+            if not self.args.should_save:
+                return
+            model = self.accelerator.unwrap_model(self.model)
+            if not isinstance(model, IAPTModel):
+                return super()._save(str(output_dir), state_dict)
+            model.save_adapter(output_dir, model.active_adapter)
+            for name in model.adapter_names:
+                if name != model.active_adapter:
+                    model.save_adapter(output_dir / name, name)
+            torch.save(self.args, output_dir / transformers.trainer.TRAINING_ARGS_NAME)
+
+    return IAPTTrainer
+
+
+def __getattr__(name):  # IAPTTrainer is built on first use, so importing this module needs no transformers
+    if name == "IAPTTrainer":
+        cls = _build_trainer_class()
+        globals()["IAPTTrainer"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
