@@ -347,3 +347,19 @@ def test_device_run_matches_cpu(device):
     torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
     out.sum().backward()
     assert all(p.grad is not None for p in wrapper.adapters["other"].parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_llama()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        wrapper = IAPTModel(model, bottleneck=8)
+        perturb(wrapper.adapters["default"], 1)
+        wrapper.train()
+        ids, am, im, labels = copy_task(4, 0)
+        wrapper(input_ids=ids, attention_mask=am, instruction_mask=im, labels=labels, use_cache=False).loss.backward()
+        grads.append([p.grad for p in wrapper.trainable_parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
