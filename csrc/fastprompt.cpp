@@ -19,4 +19,12 @@ TORCH_LIBRARY(fastprompt, m) {
   // -> (grad_x, grad_numerator, grad_denominator)
   m.def("rational_backward(Tensor grad_out, Tensor x, Tensor numerator, Tensor denominator, "
         "str form) -> (Tensor, Tensor, Tensor)");
+
+  // ---- self-attention pooling (csrc/attention_pool) ------------------------------------------
+  // z (B, T, D); queries (D, K); mask (B, T) bool, true = real token
+  // -> (out (B, K, D), lse (B, K) log-sum-exp of the scores, float32 / float64 for float64 z)
+  m.def("attention_pool(Tensor z, Tensor queries, Tensor? mask) -> (Tensor, Tensor)");
+  // -> (grad_z, grad_queries)
+  m.def("attention_pool_backward(Tensor grad_out, Tensor z, Tensor queries, Tensor? mask, "
+        "Tensor out, Tensor lse) -> (Tensor, Tensor)");
 }

@@ -1,4 +1,6 @@
 """torch.nn modules wrapping the functional ops."""
+from fastprompt.nn.attention_pool import SelfAttentionPooling
+from fastprompt.nn.iapt import IAPTPromptGenerator
 from fastprompt.nn.rational import RationalActivation
 
-__all__ = ["RationalActivation"]
+__all__ = ["IAPTPromptGenerator", "RationalActivation", "SelfAttentionPooling"]

@@ -1,4 +1,5 @@
 """Functional API: thin wrappers over torch.ops.fastprompt.* with fake kernels and autograd."""
+from fastprompt.ops.attention_pool import attention_pool
 from fastprompt.ops.rational import rational
 
-__all__ = ["rational"]
+__all__ = ["attention_pool", "rational"]

@@ -1,5 +1,7 @@
 """Pure-PyTorch references of every fastprompt op: the specification the kernels are tested
 against (in float64) and the eager / torch.compile baselines of the benchmarks."""
+from fastprompt.reference.attention_pool import attention_pool_ref
+from fastprompt.reference.iapt import iapt_generator_ref, iapt_generator_ref_from_module
 from fastprompt.reference.rational import rational_ref
 
-__all__ = ["rational_ref"]
+__all__ = ["attention_pool_ref", "iapt_generator_ref", "iapt_generator_ref_from_module", "rational_ref"]

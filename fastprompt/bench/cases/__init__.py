@@ -1,2 +1,2 @@
 """Benchmark cases, one module per op family; each exposes ``cases(device, quick) -> list[Case]``."""
-FAMILIES = ["rational"]
+FAMILIES = ["rational", "attention_pool"]

@@ -1,0 +1,381 @@
+// CUDA kernels of self-attention pooling (torch-free: raw pointers, sizes, a cudaStream_t).
+//
+// forward:  pass 1, one block per (row b, token chunk): tiles of kTile tokens; warps compute the
+//           K scores of a token (lanes split D, shuffle reduction), then an online-softmax update
+//           of the chunk's running max / sum, then threads (one per column d) add the weighted
+//           tile to the chunk's partial sum in the workspace. pass 2 merges the chunk partials of
+//           each row in index order and writes out and the log-sum-exp.
+// backward: pass 1, same blocking: recompute the weights from the log-sum-exp, write grad_z
+//           directly and per-chunk partial sums of grad_queries; pass 2 sums those partials in
+//           index order. No atomics: results are bitwise reproducible for a given device.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "attention_pool/attention_pool.h"
+#include "common/dispatch.h"
+#include "common/scalar.h"
+
+namespace fastprompt {
+namespace attention_pool {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTile = 32;     // tokens per tile
+constexpr int kKGroup = 8;    // queries handled together in registers
+
+void check_launch(const char* what) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("fastprompt: CUDA launch of ") + what +
+                             " failed: " + cudaGetErrorString(err));
+  }
+}
+
+int sm_count() {
+  int device = 0, count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 108;
+  }
+  return count;
+}
+
+// Tokens per block: a multiple of kTile chosen from the shapes and the SM count only, so that
+// about four blocks per SM are in flight.
+int64_t chunk_tokens(const Problem& pb) {
+  const int64_t target_blocks = 4 * int64_t(sm_count());
+  const int64_t per_row = std::max<int64_t>(1, (target_blocks + pb.batch - 1) / std::max<int64_t>(pb.batch, 1));
+  int64_t chunk = (pb.tokens + per_row - 1) / per_row;
+  chunk = (chunk + kTile - 1) / kTile * kTile;
+  return std::max<int64_t>(chunk, kTile);
+}
+
+int64_t num_chunks(const Problem& pb, int64_t chunk) {
+  return std::max<int64_t>(1, (pb.tokens + chunk - 1) / chunk);
+}
+
+template <typename C>
+__device__ __forceinline__ C warp_sum(C v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+template <typename C> __device__ __forceinline__ C neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return -INFINITY; }
+template <> __device__ __forceinline__ double neg_inf<double>() { return -double(INFINITY); }
+
+__device__ __forceinline__ float exp_c(float v) { return expf(v); }
+__device__ __forceinline__ double exp_c(double v) { return exp(v); }
+__device__ __forceinline__ float log_c(float v) { return logf(v); }
+__device__ __forceinline__ double log_c(double v) { return log(v); }
+
+__device__ __forceinline__ bool is_real(const uint8_t* mask, int64_t b, int64_t t, int64_t T) {
+  return mask == nullptr || mask[b * T + t] != 0;
+}
+
+// Scores of one real token against K rows of `rows_a` (and optionally `rows_b`), by one warp.
+// rows are (K, D); results go to out_a[k] / out_b[k] on lane 0.
+template <typename T, typename C, bool TWO>
+__device__ __forceinline__ void warp_token_dots(const T* zr, int64_t D, int K, const C* rows_a,
+                                                const C* rows_b, C* out_a, C* out_b, int lane) {
+  for (int kg = 0; kg < K; kg += kKGroup) {
+    C pa[kKGroup], pb[kKGroup];
+#pragma unroll
+    for (int kk = 0; kk < kKGroup; ++kk) pa[kk] = pb[kk] = C(0);
+    for (int64_t d = lane; d < D; d += 32) {
+      const C zv = Convert<T>::load(zr[d]);
+#pragma unroll
+      for (int kk = 0; kk < kKGroup; ++kk) {
+        if (kg + kk < K) {
+          pa[kk] += zv * rows_a[(kg + kk) * D + d];
+          if (TWO) pb[kk] += zv * rows_b[(kg + kk) * D + d];
+        }
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < kKGroup; ++kk) {
+      pa[kk] = warp_sum(pa[kk]);
+      if (TWO) pb[kk] = warp_sum(pb[kk]);
+    }
+    if (lane == 0) {
+#pragma unroll
+      for (int kk = 0; kk < kKGroup; ++kk) {
+        if (kg + kk < K) {
+          out_a[kg + kk] = pa[kk];
+          if (TWO) out_b[kg + kk] = pb[kk];
+        }
+      }
+    }
+  }
+}
+
+// shared memory: weight (kTile, K), m (K), l (K), scale (K), then kTile flags
+template <typename T, typename C>
+__global__ void forward_partial_kernel(const T* __restrict__ z, const C* __restrict__ wt,
+                                       const uint8_t* __restrict__ mask, C* part_max,
+                                       C* part_sum, C* part_acc, int64_t T_len, int64_t D, int K,
+                                       int64_t chunk, int64_t chunks) {
+  extern __shared__ unsigned char smem_raw[];
+  C* weight = reinterpret_cast<C*>(smem_raw);
+  C* m_s = weight + kTile * K;
+  C* l_s = m_s + K;
+  C* scale_s = l_s + K;
+  int* real_s = reinterpret_cast<int*>(scale_s + K);
+
+  const int64_t b = blockIdx.y, c = blockIdx.x, item = b * chunks + c;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t t_begin = c * chunk, t_end = min(T_len, t_begin + chunk);
+  C* acc = part_acc + item * K * D;
+
+  for (int k = tid; k < K; k += kThreads) {
+    m_s[k] = neg_inf<C>();
+    l_s[k] = C(0);
+  }
+  __syncthreads();
+
+  bool first = true;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kTile) {
+    for (int i = warp; i < kTile; i += kWarps) {
+      const int64_t t = t0 + i;
+      const bool real = t < t_end && is_real(mask, b, t, T_len);
+      if (lane == 0) real_s[i] = real;
+      if (!real) {
+        for (int k = lane; k < K; k += 32) weight[i * K + k] = neg_inf<C>();
+        continue;
+      }
+      warp_token_dots<T, C, false>(z + (b * T_len + t) * D, D, K, wt, nullptr, weight + i * K,
+                                   nullptr, lane);
+    }
+    __syncthreads();
+    for (int k = tid; k < K; k += kThreads) {
+      C tile_max = neg_inf<C>();
+      for (int i = 0; i < kTile; ++i) tile_max = max(tile_max, weight[i * K + k]);
+      const C m_old = m_s[k];
+      const C m_new = max(m_old, tile_max);
+      const C scale = m_new == neg_inf<C>() ? C(1) : exp_c(m_old - m_new);
+      C sum = C(0);
+      for (int i = 0; i < kTile; ++i) {
+        const C s = weight[i * K + k];
+        const C e = s == neg_inf<C>() ? C(0) : exp_c(s - m_new);
+        weight[i * K + k] = e;
+        sum += e;
+      }
+      l_s[k] = l_s[k] * scale + sum;
+      m_s[k] = m_new;
+      scale_s[k] = scale;
+    }
+    __syncthreads();
+    for (int64_t d = tid; d < D; d += kThreads) {
+      for (int kg = 0; kg < K; kg += kKGroup) {
+        C a[kKGroup];
+#pragma unroll
+        for (int kk = 0; kk < kKGroup; ++kk)
+          a[kk] = (kg + kk < K && !first) ? acc[(kg + kk) * D + d] * scale_s[kg + kk] : C(0);
+        for (int i = 0; i < kTile; ++i) {
+          if (!real_s[i]) continue;
+          const C zv = Convert<T>::load(z[(b * T_len + t0 + i) * D + d]);
+#pragma unroll
+          for (int kk = 0; kk < kKGroup; ++kk)
+            if (kg + kk < K) a[kk] += weight[i * K + kg + kk] * zv;
+        }
+#pragma unroll
+        for (int kk = 0; kk < kKGroup; ++kk)
+          if (kg + kk < K) acc[(kg + kk) * D + d] = a[kk];
+      }
+    }
+    first = false;
+    __syncthreads();
+  }
+  for (int k = tid; k < K; k += kThreads) {
+    part_max[item * K + k] = m_s[k];
+    part_sum[item * K + k] = l_s[k];
+  }
+}
+
+template <typename T, typename C>
+__global__ void forward_merge_kernel(const C* __restrict__ part_max, const C* __restrict__ part_sum,
+                                     const C* __restrict__ part_acc, T* __restrict__ out,
+                                     C* __restrict__ lse, int64_t D, int K, int64_t chunks) {
+  const int64_t b = blockIdx.x;
+  for (int k = 0; k < K; ++k) {
+    C top = neg_inf<C>();
+    for (int64_t c = 0; c < chunks; ++c) top = max(top, part_max[(b * chunks + c) * K + k]);
+    C total = C(0);
+    if (top != neg_inf<C>()) {
+      for (int64_t c = 0; c < chunks; ++c) {
+        const C mc = part_max[(b * chunks + c) * K + k];
+        if (mc != neg_inf<C>()) total += exp_c(mc - top) * part_sum[(b * chunks + c) * K + k];
+      }
+    }
+    if (threadIdx.x == 0) lse[b * K + k] = top == neg_inf<C>() ? top : top + log_c(total);
+    const C inv = top == neg_inf<C>() ? C(0) : C(1) / total;
+    for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+      C v = C(0);
+      if (top != neg_inf<C>()) {
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t item = b * chunks + c;
+          const C mc = part_max[item * K + k];
+          if (mc != neg_inf<C>()) v += exp_c(mc - top) * part_acc[(item * K + k) * D + d];
+        }
+      }
+      out[(b * K + k) * D + d] = Convert<T>::store(v * inv);
+    }
+  }
+}
+
+// shared memory: weight (kTile, K), dscore (kTile, K), c (K), then kTile flags
+template <typename T, typename C>
+__global__ void backward_partial_kernel(const C* __restrict__ grad_out, const T* __restrict__ z,
+                                        const C* __restrict__ wt, const C* __restrict__ out,
+                                        const C* __restrict__ lse, const uint8_t* __restrict__ mask,
+                                        T* __restrict__ grad_z, C* part_dw, int64_t T_len,
+                                        int64_t D, int K, int64_t chunk, int64_t chunks) {
+  extern __shared__ unsigned char smem_raw[];
+  C* weight = reinterpret_cast<C*>(smem_raw);
+  C* dscore = weight + kTile * K;
+  C* c_s = dscore + kTile * K;
+  int* real_s = reinterpret_cast<int*>(c_s + K);
+
+  const int64_t b = blockIdx.y, c = blockIdx.x, item = b * chunks + c;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int64_t t_begin = c * chunk, t_end = min(T_len, t_begin + chunk);
+  const C* gp = grad_out + b * K * D;
+  C* dw = part_dw + item * K * D;
+
+  for (int k = warp; k < K; k += kWarps) {
+    C s = C(0);
+    for (int64_t d = lane; d < D; d += 32) s += gp[k * D + d] * out[(b * K + k) * D + d];
+    s = warp_sum(s);
+    if (lane == 0) c_s[k] = s;
+  }
+  __syncthreads();
+
+  bool first = true;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kTile) {
+    for (int i = warp; i < kTile; i += kWarps) {
+      const int64_t t = t0 + i;
+      const bool real = t < t_end && is_real(mask, b, t, T_len);
+      if (lane == 0) real_s[i] = real;
+      if (!real) continue;
+      warp_token_dots<T, C, true>(z + (b * T_len + t) * D, D, K, wt, gp, weight + i * K,
+                                  dscore + i * K, lane);
+      __syncwarp();
+      for (int k = lane; k < K; k += 32) {
+        const C a = exp_c(weight[i * K + k] - lse[b * K + k]);
+        dscore[i * K + k] = a * (dscore[i * K + k] - c_s[k]);
+        weight[i * K + k] = a;
+      }
+    }
+    __syncthreads();
+    for (int64_t d = tid; d < D; d += kThreads) {
+      for (int i = 0; i < kTile && t0 + i < t_end; ++i) {
+        C v = C(0);
+        if (real_s[i]) {
+          for (int k = 0; k < K; ++k)
+            v += weight[i * K + k] * gp[k * D + d] + dscore[i * K + k] * wt[k * D + d];
+        }
+        grad_z[(b * T_len + t0 + i) * D + d] = Convert<T>::store(v);
+      }
+      for (int kg = 0; kg < K; kg += kKGroup) {
+        C a[kKGroup];
+#pragma unroll
+        for (int kk = 0; kk < kKGroup; ++kk)
+          a[kk] = (kg + kk < K && !first) ? dw[(kg + kk) * D + d] : C(0);
+        for (int i = 0; i < kTile; ++i) {
+          if (!real_s[i]) continue;
+          const C zv = Convert<T>::load(z[(b * T_len + t0 + i) * D + d]);
+#pragma unroll
+          for (int kk = 0; kk < kKGroup; ++kk)
+            if (kg + kk < K) a[kk] += dscore[i * K + kg + kk] * zv;
+        }
+#pragma unroll
+        for (int kk = 0; kk < kKGroup; ++kk)
+          if (kg + kk < K) dw[(kg + kk) * D + d] = a[kk];
+      }
+    }
+    first = false;
+    __syncthreads();
+  }
+}
+
+template <typename C>
+__global__ void reduce_items_kernel(const C* __restrict__ part, C* __restrict__ dst, int64_t n,
+                                    int64_t items) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  C s = C(0);
+  for (int64_t item = 0; item < items; ++item) s += part[item * n + i];
+  dst[i] = s;
+}
+
+size_t compute_size(DType dtype) { return dtype == DType::Float64 ? sizeof(double) : sizeof(float); }
+
+}  // namespace
+
+int64_t workspace_bytes_cuda(const Problem& pb) {
+  const int64_t items = pb.batch * num_chunks(pb, chunk_tokens(pb));
+  return items * pb.num_queries * (pb.dim + 2) * int64_t(compute_size(pb.dtype));
+}
+
+void forward_cuda(const Problem& pb, const void* z, const void* queries_t, void* out, void* lse,
+                  void* workspace, void* stream) {
+  if (pb.batch == 0 || pb.num_queries == 0) return;
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const int64_t chunk = chunk_tokens(pb), chunks = num_chunks(pb, chunk);
+  const int64_t items = pb.batch * chunks;
+  const int K = int(pb.num_queries);
+  dispatch_dtype(pb.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = acc_t<T>;
+    C* part_max = static_cast<C*>(workspace);
+    C* part_sum = part_max + items * K;
+    C* part_acc = part_sum + items * K;
+    if (pb.tokens > 0) {
+      const size_t smem = sizeof(C) * (kTile * K + 3 * K) + sizeof(int) * kTile;
+      forward_partial_kernel<T, C><<<dim3(unsigned(chunks), unsigned(pb.batch)), kThreads, smem, s>>>(
+          static_cast<const T*>(z), static_cast<const C*>(queries_t), pb.mask, part_max, part_sum,
+          part_acc, pb.tokens, pb.dim, K, chunk, chunks);
+      check_launch("attention_pool forward_partial_kernel");
+    }
+    forward_merge_kernel<T, C><<<unsigned(pb.batch), kThreads, 0, s>>>(
+        part_max, part_sum, part_acc, static_cast<T*>(out), static_cast<C*>(lse), pb.dim, K,
+        pb.tokens > 0 ? chunks : 0);
+    check_launch("attention_pool forward_merge_kernel");
+  });
+}
+
+void backward_cuda(const Problem& pb, const void* grad_out, const void* z, const void* queries_t,
+                   const void* out, const void* lse, void* grad_z, void* grad_queries_t,
+                   void* workspace, void* stream) {
+  if (pb.batch == 0 || pb.tokens == 0) return;  // grad_queries_t arrives zeroed
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const int64_t chunk = chunk_tokens(pb), chunks = num_chunks(pb, chunk);
+  const int64_t items = pb.batch * chunks;
+  const int K = int(pb.num_queries);
+  dispatch_dtype(pb.dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using C = acc_t<T>;
+    C* part_dw = static_cast<C*>(workspace);
+    const size_t smem = sizeof(C) * (2 * kTile * K + K) + sizeof(int) * kTile;
+    backward_partial_kernel<T, C><<<dim3(unsigned(chunks), unsigned(pb.batch)), kThreads, smem, s>>>(
+        static_cast<const C*>(grad_out), static_cast<const T*>(z), static_cast<const C*>(queries_t),
+        static_cast<const C*>(out), static_cast<const C*>(lse), pb.mask, static_cast<T*>(grad_z),
+        part_dw, pb.tokens, pb.dim, K, chunk, chunks);
+    check_launch("attention_pool backward_partial_kernel");
+    const int64_t n = int64_t(K) * pb.dim;
+    if (n > 0) {
+      reduce_items_kernel<C><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, s>>>(
+          part_dw, static_cast<C*>(grad_queries_t), n, items);
+      check_launch("attention_pool reduce_items_kernel");
+    }
+  });
+}
+
+}  // namespace attention_pool
+}  // namespace fastprompt

@@ -1,0 +1,79 @@
+"""Self-attention pooling, DESIGN §2.
+
+scores u = z @ queries (B, T, K); a = softmax over T of u with masked tokens excluded;
+out[b, k, :] = sum_t a[b, t, k] z[b, t, :]. A row with no real token gives zeros (and zero
+gradients). The kernels fuse scores, an online softmax and the weighted sum in one pass over z
+and save only the log-sum-exp (B, K) for the backward, which recomputes the weights.
+"""
+import torch
+
+from fastprompt.ops._checks import check_tensor
+
+
+def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+    """Pool T tokens into K by learned-query attention.
+
+    Args:
+        z: (B, T, D) tokens, float32/float16/bfloat16/float64, any strides.
+        queries: (D, K) learned queries, one column per output token; float32 or z's dtype
+            (float64 for float64 z).
+        mask: optional (B, T) bool, true = real token. Masked tokens get no weight.
+
+    Returns:
+        (B, K, D) tensor of z's dtype; float32 (float64 for float64) accumulation.
+    """
+    check_tensor("z", z, dim=3, shape_doc="(batch, tokens, dim)")
+    check_tensor("queries", queries, dim=2, shape_doc="(dim, num_queries)")
+    if queries.shape[0] != z.shape[2]:
+        raise RuntimeError(
+            f"queries: expected shape ({z.shape[2]}, num_queries) with the first dimension equal to "
+            f"z.shape[2], got {tuple(queries.shape)}")
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask: expected a torch.Tensor or None, got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise RuntimeError(f"mask: expected a bool tensor, got {mask.dtype}")
+        if mask.dim() != 2 or mask.shape[0] != z.shape[0] or mask.shape[1] != z.shape[1]:
+            raise RuntimeError(
+                f"mask: expected shape ({z.shape[0]}, {z.shape[1]}) = (z.shape[0], z.shape[1]), "
+                f"got {tuple(mask.shape)}")
+    out, _ = torch.ops.fastprompt.attention_pool.default(z, queries, mask)
+    return out
+
+
+def _compute_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("fastprompt::attention_pool")
+def _attention_pool_fake(z, queries, mask):
+    torch._check(z.dim() == 3, lambda: "z: expected shape (batch, tokens, dim)")
+    torch._check(queries.dim() == 2, lambda: "queries: expected shape (dim, num_queries)")
+    torch._check(queries.shape[0] == z.shape[2],
+                 lambda: "queries: expected the first dimension to equal z.shape[2]")
+    batch, dim, k = z.shape[0], z.shape[2], queries.shape[1]
+    return z.new_empty((batch, k, dim)), z.new_empty((batch, k), dtype=_compute_dtype(z.dtype))
+
+
+@torch.library.register_fake("fastprompt::attention_pool_backward")
+def _attention_pool_backward_fake(grad_out, z, queries, mask, out, lse):
+    return z.new_empty(z.shape), queries.new_empty(queries.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    z, queries, mask = inputs
+    out, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(z, queries, mask, out, lse)
+
+
+def _backward(ctx, grad_out, _grad_lse):
+    z, queries, mask, out, lse = ctx.saved_tensors
+    grad_z, grad_queries = torch.ops.fastprompt.attention_pool_backward.default(
+        grad_out, z, queries, mask, out, lse)
+    return (grad_z if ctx.needs_input_grad[0] else None,
+            grad_queries if ctx.needs_input_grad[1] else None,
+            None)
+
+
+torch.library.register_autograd("fastprompt::attention_pool", _backward, setup_context=_setup_context)

@@ -1,0 +1,263 @@
+"""fastprompt.attention_pool and SelfAttentionPooling against the float64 reference."""
+import pytest
+import torch
+
+import fastprompt
+from fastprompt.reference import attention_pool_ref
+
+from conftest import DEVICES, LOW_PRECISION, assert_close
+
+# (B, T, D, K): odd and prime sizes, one longer than a token chunk (256), single elements
+SHAPES = [(2, 7, 13, 3), (3, 300, 37, 5), (1, 1, 1, 1), (4, 17, 64, 4), (2, 521, 9, 2)]
+
+
+def _inputs(shape, device, dtype=torch.float64, queries_dtype=None, masked=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    B, T, D, K = shape
+    z = torch.randn(B, T, D, generator=gen, dtype=torch.float64).to(device, dtype)
+    queries = (torch.randn(D, K, generator=gen, dtype=torch.float64) / D ** 0.5).to(device, queries_dtype or dtype)
+    mask = None
+    if masked:
+        mask = torch.rand(B, T, generator=gen) > 0.3
+        mask[:, 0] = True
+        mask = mask.to(device)
+    return z, queries, mask
+
+
+def _reference_grads(z, queries, mask, grad_out):
+    zr = z.detach().double().requires_grad_(True)
+    qr = queries.detach().double().requires_grad_(True)
+    out = attention_pool_ref(zr, qr, mask)
+    out.backward(grad_out.double())
+    return out.detach(), zr.grad, qr.grad
+
+
+def _kernel_grads(z, queries, mask, grad_out):
+    z = z.detach().requires_grad_(True)
+    queries = queries.detach().requires_grad_(True)
+    out = fastprompt.attention_pool(z, queries, mask)
+    out.backward(grad_out.to(out.dtype))
+    return out.detach(), z.grad, queries.grad
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_forward_and_gradients_match_reference_float64(device, shape, masked):
+    z, queries, mask = _inputs(shape, device, masked=masked, seed=hash(shape) % 1000)
+    grad_out = torch.randn(shape[0], shape[3], shape[2], dtype=torch.float64, device=device)
+    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+    assert out.shape == (shape[0], shape[3], shape[2]) and out.dtype == torch.float64
+    assert_close(out, ref, torch.float64)
+    assert_close(dz, dz_ref, torch.float64)
+    assert_close(dq, dq_ref, torch.float64)
+    if mask is not None:  # masked tokens get no gradient
+        assert (dz[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(2, 300, 40, 4), (3, 19, 7, 3)], ids=str)
+def test_float32_matches_reference(device, shape):
+    z, queries, mask = _inputs(shape, device, torch.float32)
+    grad_out = torch.randn(shape[0], shape[3], shape[2], device=device)
+    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+    assert_close(out, ref, torch.float32)
+    assert_close(dz, dz_ref, torch.float32)
+    assert_close(dq, dq_ref, torch.float32, scale=10)  # a sum over B * T terms
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("queries_dtype", ["same", "float32"])
+def test_low_precision_within_tolerance(device, dtype, queries_dtype):
+    shape = (3, 70, 24, 4)
+    qd = dtype if queries_dtype == "same" else torch.float32
+    z, queries, mask = _inputs(shape, device, dtype, qd)
+    grad_out = torch.randn(shape[0], shape[3], shape[2], device=device).to(dtype)
+    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+    assert out.dtype == dtype and dz.dtype == dtype and dq.dtype == qd
+    assert_close(out, ref, dtype)
+    assert_close(dz, dz_ref, dtype)
+    assert_close(dq, dq_ref, dtype, scale=4)
+
+
+def test_gradcheck_float64():
+    z, queries, mask = _inputs((2, 6, 5, 3), "cpu")
+    z.requires_grad_(True)
+    queries.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: fastprompt.attention_pool(a, b, mask), (z, queries))
+    assert torch.autograd.gradcheck(lambda a, b: fastprompt.attention_pool(a, b), (z, queries))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    z, queries, mask = _inputs((2, 9, 6, 3), device)
+    z.requires_grad_(True)
+    queries.requires_grad_(True)
+    torch.library.opcheck(torch.ops.fastprompt.attention_pool.default, (z, queries, mask))
+    torch.library.opcheck(torch.ops.fastprompt.attention_pool.default, (z, queries, None))
+    out, lse = torch.ops.fastprompt.attention_pool.default(z, queries, mask)
+    torch.library.opcheck(torch.ops.fastprompt.attention_pool_backward.default,
+                          (torch.randn_like(out), z.detach(), queries.detach(), mask, out.detach(), lse))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_inputs(device):
+    B, T, D, K = 3, 40, 12, 4
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(T, B, 2 * D, generator=gen, dtype=torch.float64).to(device).transpose(0, 1)[..., ::2]
+    queries = torch.randn(K, D, generator=gen, dtype=torch.float64).to(device).t()
+    mask = (torch.rand(T, B, generator=gen) > 0.2).to(device).t()
+    assert not z.is_contiguous() and not queries.is_contiguous() and not mask.is_contiguous()
+    grad_out = torch.randn(B, K, D, dtype=torch.float64, device=device)
+    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+    assert_close(out, ref, torch.float64)
+    assert_close(dz, dz_ref, torch.float64)
+    assert_close(dq, dq_ref, torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(0, 5, 4, 2), (2, 0, 4, 2), (2, 5, 4, 0), (2, 5, 0, 3)], ids=str)
+def test_empty_tensors(device, shape):
+    z, queries, _ = _inputs(shape, device, masked=False)
+    grad_out = torch.randn(shape[0], shape[3], shape[2], dtype=torch.float64, device=device)
+    out, dz, dq = _kernel_grads(z, queries, None, grad_out)
+    assert out.shape == (shape[0], shape[3], shape[2])
+    assert dz.shape == z.shape and dq.shape == queries.shape
+    ref, dz_ref, dq_ref = _reference_grads(z, queries, None, grad_out)
+    assert_close(out, ref, torch.float64)
+    assert_close(dz, dz_ref, torch.float64)
+    assert_close(dq, dq_ref, torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_fully_masked_rows_give_zeros_and_zero_gradients(device, dtype):
+    z, queries, mask = _inputs((3, 20, 8, 2), device, dtype, torch.float32)
+    mask[1] = False
+    grad_out = torch.randn(3, 2, 8, device=device)
+    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+    assert torch.isfinite(out).all() and torch.isfinite(dz).all() and torch.isfinite(dq).all()
+    assert (out[1] == 0).all() and (dz[1] == 0).all()
+    # the other rows alone give the same queries gradient
+    keep = torch.tensor([0, 2], device=device)
+    _, _, dq_rest = _kernel_grads(z[keep], queries, mask[keep], grad_out[keep])
+    assert_close(dq, dq_rest, dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_large_scores_stay_finite(device):
+    z, queries, mask = _inputs((2, 50, 16, 3), device, torch.float32)
+    z = z * 300.0  # scores in the thousands: a naive exp overflows
+    grad_out = torch.randn(2, 3, 16, device=device)
+    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+    assert torch.isfinite(out).all() and torch.isfinite(dz).all() and torch.isfinite(dq).all()
+    assert_close(out, ref, torch.float32, scale=300)
+    assert_close(dz, dz_ref, torch.float32, scale=300)
+
+
+def test_results_do_not_depend_on_thread_count():
+    z, queries, mask = _inputs((5, 700, 33, 4), "cpu", torch.float32)
+    grad_out = torch.randn(5, 4, 33)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _kernel_grads(z, queries, mask, grad_out)
+        torch.set_num_threads(max(2, threads))
+        many = _kernel_grads(z, queries, mask, grad_out)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, many):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_compile_fullgraph(device):
+    z, queries, mask = _inputs((2, 11, 8, 3), device, torch.float32)
+    z.requires_grad_(True)
+    queries.requires_grad_(True)
+
+    def f(z, queries, mask):
+        return (fastprompt.attention_pool(z, queries, mask) ** 2).sum()
+
+    compiled = torch.compile(f, fullgraph=True)
+    loss = compiled(z, queries, mask)
+    dz, dq = torch.autograd.grad(loss, (z, queries))
+    loss_e = f(z, queries, mask)
+    dz_e, dq_e = torch.autograd.grad(loss_e, (z, queries))
+    torch.testing.assert_close(loss, loss_e)
+    torch.testing.assert_close(dz, dz_e)
+    torch.testing.assert_close(dq, dq_e)
+
+
+def _raises(match, *args, exc=(RuntimeError, ValueError)):
+    with pytest.raises(exc, match=match):
+        fastprompt.attention_pool(*args)
+
+
+def test_bad_inputs_name_the_argument():
+    z = torch.randn(2, 5, 4)
+    q = torch.randn(4, 3)
+    _raises("mask", z, q, torch.ones(2, 6, dtype=torch.bool))
+    _raises("mask", z, q, torch.ones(2, 5))  # not bool
+    _raises("queries", z, torch.randn(5, 3))
+    _raises("queries", z, torch.randn(4))
+    _raises("z", torch.randn(5, 4), q)
+    _raises("z", torch.ones(2, 5, 4, dtype=torch.int64), q)
+    _raises("queries", z.double(), q)  # float64 z needs float64 queries
+    # the C++ kernels check too, with the same wording
+    with pytest.raises(RuntimeError, match="mask"):
+        torch.ops.fastprompt.attention_pool.default(z, q, torch.ones(3, 5, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="queries"):
+        torch.ops.fastprompt.attention_pool.default(z, torch.randn(3, 3), None)
+    with pytest.raises(RuntimeError, match="grad_out"):
+        out, lse = torch.ops.fastprompt.attention_pool.default(z, q, None)
+        torch.ops.fastprompt.attention_pool_backward.default(torch.randn(2, 3, 5), z, q, None, out, lse)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
+def test_device_mismatch_names_the_argument():
+    with pytest.raises(RuntimeError, match="queries"):
+        fastprompt.attention_pool(torch.randn(2, 5, 4, device="cuda"), torch.randn(4, 3))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_self_attention_pooling_module(device):
+    pool = fastprompt.nn.SelfAttentionPooling(12, 4).to(device)
+    assert pool.queries.shape == (12, 4)
+    z = torch.randn(3, 9, 12, device=device, requires_grad=True)
+    mask = torch.rand(3, 9, device=device) > 0.3
+    out = pool(z, mask)
+    assert out.shape == (3, 4, 12)
+    torch.testing.assert_close(out, attention_pool_ref(z, pool.queries, mask), rtol=2e-4, atol=2e-5)
+    out.sum().backward()
+    assert pool.queries.grad is not None and torch.isfinite(pool.queries.grad).all()
+    with pytest.raises(ValueError, match="num_tokens"):
+        fastprompt.nn.SelfAttentionPooling(12, 0)
+
+
+def test_random_shapes_and_masks_match_reference():
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the property test")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+    @hypothesis.given(B=st.integers(1, 3), T=st.integers(1, 300), D=st.integers(1, 20), K=st.integers(1, 9),
+                      keep=st.floats(0.0, 1.0), seed=st.integers(0, 2 ** 16))
+    def check(B, T, D, K, keep, seed):
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(B, T, D, generator=gen, dtype=torch.float64)
+        queries = torch.randn(D, K, generator=gen, dtype=torch.float64)
+        mask = torch.rand(B, T, generator=gen) < keep
+        grad_out = torch.randn(B, K, D, generator=gen, dtype=torch.float64)
+        out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
+        ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
+        assert_close(out, ref, torch.float64)
+        assert_close(dz, dz_ref, torch.float64)
+        assert_close(dq, dq_ref, torch.float64)
+
+    check()

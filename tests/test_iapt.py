@@ -1,0 +1,365 @@
+"""IAPT: the prompt generator against its pure-PyTorch reference, and the method on tiny random
+LLaMA, GPT-2 and BERT models (offline)."""
+import pytest
+import torch
+
+import fastprompt
+from fastprompt.methods import IAPTConfig, IAPTModel
+from fastprompt.reference import iapt_generator_ref_from_module
+
+transformers = pytest.importorskip("transformers", reason="transformers is needed for the IAPT method tests")
+
+from conftest import DEVICES, assert_close  # noqa: E402
+
+VOCAB = 48
+
+
+def tiny_llama(layers=2, hidden=32, seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
+                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                   initializer_range=0.2)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gpt2(seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                                  bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                                  initializer_range=0.2)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def tiny_bert(num_labels=3, seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, num_labels=num_labels, max_position_embeddings=128,
+                                  initializer_range=0.2)
+    return transformers.BertForSequenceClassification(cfg).eval()
+
+
+def perturb(adapter, seed):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+
+
+# ---- the generator ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask"])
+def test_generator_matches_reference_float64(device, masked):
+    torch.manual_seed(0)
+    gen = fastprompt.nn.IAPTPromptGenerator(24, 8, num_tokens=4, dtype=torch.float64).to(device)
+    perturb(gen, 1)
+    hidden = torch.randn(3, 13, 24, dtype=torch.float64, device=device, requires_grad=True)
+    mask = (torch.rand(3, 13, device=device) > 0.3) if masked else None
+    if masked:
+        mask[2] = False  # a row without instruction tokens
+    out = gen(hidden, mask)
+    ref = iapt_generator_ref_from_module(gen, hidden, mask)
+    assert out.shape == (3, 4, 24)
+    assert_close(out, ref, torch.float64)
+    grad = torch.randn_like(out)
+    params = [hidden] + list(gen.parameters())
+    got = torch.autograd.grad(out, params, grad)
+    want = torch.autograd.grad(ref, params, grad)
+    names = ["hidden"] + [n for n, _ in gen.named_parameters()]
+    for name, a, b in zip(names, got, want):
+        assert_close(a, b, torch.float64, msg=f"gradient of {name}")
+
+
+def test_generator_float32_and_errors():
+    gen = fastprompt.nn.IAPTPromptGenerator(16, 4, num_tokens=2)
+    hidden = torch.randn(2, 9, 16)
+    assert_close(gen(hidden), iapt_generator_ref_from_module(gen, hidden), torch.float32, scale=5)
+    with pytest.raises(ValueError, match="hidden"):
+        gen(torch.randn(2, 9, 15))
+    with pytest.raises(RuntimeError, match="mask"):
+        gen(hidden, torch.ones(2, 8, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bottleneck"):
+        fastprompt.nn.IAPTPromptGenerator(16, 0)
+
+
+# ---- a small generated task --------------------------------------------------------------------
+
+def copy_task(batch, seed, instruction_len=5, pad_left=False):
+    """Instruction: random tokens; response: the first instruction token shifted by 20, then EOS.
+
+    Returns input_ids, attention_mask, instruction_mask, labels (-100 on the instruction)."""
+    gen = torch.Generator().manual_seed(seed)
+    instr = torch.randint(3, 11, (batch, instruction_len), generator=gen)
+    answer = (instr[:, :1] + 20)
+    ids = torch.cat([instr, answer, torch.full((batch, 1), 2)], dim=1)
+    labels = ids.clone()
+    labels[:, :instruction_len] = -100
+    instruction_mask = torch.zeros_like(ids, dtype=torch.bool)
+    instruction_mask[:, :instruction_len] = True
+    return ids, torch.ones_like(ids), instruction_mask, labels
+
+
+def train(wrapper, steps, make_batch, lr=2e-2):
+    opt = torch.optim.Adam(wrapper.trainable_parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        out = wrapper(**make_batch(step))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("backbone", ["llama", "gpt2"])
+def test_causal_lm_training_loss_falls_and_backbone_stays_frozen(backbone):
+    model = tiny_llama() if backbone == "llama" else tiny_gpt2()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    wrapper = IAPTModel(model, bottleneck=16)
+    assert all(not p.requires_grad for p in model.parameters())
+    assert len(wrapper.trainable_parameters()) == 2 * 7  # 2 layers x (down w,b; queries; a, b; up w,b)
+
+    def batch(step):
+        ids, am, im, labels = copy_task(16, step % 4)
+        return dict(input_ids=ids, attention_mask=am, instruction_mask=im, labels=labels)
+
+    losses = train(wrapper, 25, batch)
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_bert_classification_training_loss_falls():
+    wrapper = IAPTModel(tiny_bert(num_labels=2), bottleneck=16)
+    assert wrapper.kind == "encoder"
+
+    def batch(step):
+        gen = torch.Generator().manual_seed(step % 4)
+        labels = torch.randint(0, 2, (16,), generator=gen)
+        # class 0 draws its words from 3..10, class 1 from 11..18
+        ids = torch.randint(3, 11, (16, 7), generator=gen) + 8 * labels.unsqueeze(1)
+        ids[:, 0] = 1  # [CLS]
+        return dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+
+    losses = train(wrapper, 25, batch)
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+    out = wrapper(**batch(0))
+    assert out.logits.shape == (16, 2)
+
+
+def test_soft_positions_and_logits_alignment():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, num_tokens=3)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    am = torch.ones_like(ids)
+    am[1, :2] = 0  # left padding
+    inputs, batch = wrapper._prepare(ids, am, None, None, None, None)
+    # decoder: reserved positions right before the first real token
+    assert batch.soft_mask[0, :3].all() and not batch.soft_mask[0, 3:].any()
+    assert batch.soft_mask[1, 2:5].all() and batch.soft_mask[1].sum() == 3
+    assert torch.equal(inputs["input_ids"][~batch.soft_mask].view(2, 6), ids)
+    assert not batch.instruction_mask[batch.soft_mask].any()
+    out = wrapper(input_ids=ids, attention_mask=am)
+    assert out.logits.shape == (2, 6, VOCAB)
+    # encoder: after [CLS]
+    bert = IAPTModel(tiny_bert(), bottleneck=8, num_tokens=3)
+    _, batch = bert._prepare(ids, torch.ones_like(ids), None, None, None, None)
+    assert not batch.soft_mask[:, 0].any() and batch.soft_mask[:, 1:4].all()
+
+
+def test_generators_change_every_layer():
+    model = tiny_llama()
+    wrapper = IAPTModel(model, bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    base = wrapper(input_ids=ids).logits
+    for layer in range(2):
+        perturb(wrapper.adapters["default"].generators[layer], 10 + layer)
+        changed = wrapper(input_ids=ids).logits
+        assert not torch.allclose(base, changed)
+        base = changed
+
+
+@pytest.mark.parametrize("backbone", ["llama", "gpt2"])
+def test_generate_with_kv_cache_matches_full_recompute(backbone):
+    model = tiny_llama() if backbone == "llama" else tiny_gpt2()
+    wrapper = IAPTModel(model, bottleneck=8)
+    perturb(wrapper.adapters["default"], 3)
+    ids = torch.randint(3, VOCAB, (3, 7))
+    am = torch.ones_like(ids)
+    am[0, :2] = 0
+    kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    cached = wrapper.generate(input_ids=ids, attention_mask=am, **kwargs)
+    full = wrapper.generate(input_ids=ids, attention_mask=am, use_cache=False, **kwargs)
+    assert cached.shape[0] == 3 and cached.shape[1] >= 8
+    assert torch.equal(cached[:, :7], ids)
+    assert torch.equal(cached, full)
+    # the first generated token is the greedy choice of the wrapper's own forward (rows without
+    # padding, where generate() and forward() use the same positions)
+    logits = wrapper(input_ids=ids[1:], attention_mask=am[1:]).logits
+    assert torch.equal(logits[:, -1].argmax(-1), cached[1:, 7])
+
+
+def test_multi_tenant_batch_equals_per_tenant_runs():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, adapter_name="a")
+    perturb(wrapper.adapters["a"], 1)
+    perturb(wrapper.add_adapter("b"), 2)
+    perturb(wrapper.add_adapter("c"), 3)
+    ids = torch.randint(3, VOCAB, (5, 6))
+    am = torch.ones_like(ids)
+    tenants = ["b", "a", "c", "b", "a"]
+    mixed = wrapper(input_ids=ids, attention_mask=am, tenant_ids=tenants).logits
+    for name in "abc":
+        rows = [i for i, t in enumerate(tenants) if t == name]
+        wrapper.set_active_adapter(name)
+        alone = wrapper(input_ids=ids[rows], attention_mask=am[rows]).logits
+        torch.testing.assert_close(mixed[rows], alone, rtol=1e-5, atol=1e-5)
+    # indices into adapter_names work too
+    by_index = wrapper(input_ids=ids, attention_mask=am, tenant_ids=torch.tensor([1, 0, 2, 1, 0])).logits
+    torch.testing.assert_close(by_index, mixed)
+    # and in generate()
+    gen = wrapper.generate(input_ids=ids, attention_mask=am, tenant_ids=tenants, max_new_tokens=4,
+                           do_sample=False, pad_token_id=0)
+    for name in "abc":
+        rows = [i for i, t in enumerate(tenants) if t == name]
+        wrapper.set_active_adapter(name)
+        alone = wrapper.generate(input_ids=ids[rows], attention_mask=am[rows], max_new_tokens=4,
+                                 do_sample=False, pad_token_id=0)
+        assert torch.equal(gen[rows], alone)
+
+
+def test_save_load_round_trip_and_mismatch(tmp_path):
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, rational_init="silu")
+    perturb(wrapper.adapters["default"], 5)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    expected = wrapper(input_ids=ids).logits
+    wrapper.save_adapter(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "iapt_config.json").is_file()
+    assert (tmp_path / "adapter" / "iapt_generators.safetensors").is_file()
+
+    loaded = IAPTModel.from_pretrained(tiny_llama(), tmp_path / "adapter")
+    assert loaded.adapters["default"].config.rational_init == "silu"
+    torch.testing.assert_close(loaded(input_ids=ids).logits, expected)
+
+    # a second tenant loaded by name
+    loaded.load_adapter(tmp_path / "adapter", "copy")
+    out = loaded(input_ids=ids, tenant_ids=["copy", "default"]).logits
+    torch.testing.assert_close(out, expected)
+
+    with pytest.raises(ValueError, match="3 layers"):
+        IAPTModel(tiny_llama(layers=3), bottleneck=8).load_adapter(tmp_path / "adapter")
+    with pytest.raises(ValueError, match="hidden size"):
+        IAPTModel(tiny_llama(hidden=48), bottleneck=8).load_adapter(tmp_path / "adapter")
+    with pytest.raises(FileNotFoundError, match="iapt_config.json"):
+        loaded.load_adapter(tmp_path / "missing")
+
+
+def test_bad_inputs_give_clear_errors():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    with pytest.raises(ValueError, match="instruction_mask"):
+        wrapper(input_ids=ids, instruction_mask=torch.ones(2, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="tenant_ids: unknown adapter 'nobody'"):
+        wrapper(input_ids=ids, tenant_ids=["default", "nobody"])
+    with pytest.raises(ValueError, match="tenant_ids: unknown tenant index 4"):
+        wrapper(input_ids=ids, tenant_ids=[0, 4])
+    with pytest.raises(ValueError, match="tenant_ids: expected one tenant per row"):
+        wrapper(input_ids=ids, tenant_ids=["default"])
+    with pytest.raises(ValueError, match="no supported transformer layers"):
+        IAPTModel(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+    with pytest.raises(ValueError, match="num_tokens"):
+        wrapper.add_adapter("other", num_tokens=5)
+    with pytest.raises(ValueError, match="generate"):
+        IAPTModel(tiny_bert(), bottleneck=8).generate(input_ids=ids)
+
+
+def test_works_with_transformers_trainer(tmp_path):
+    import inspect
+
+    from fastprompt.methods import IAPTTrainer
+
+    wrapper = IAPTModel(tiny_gpt2(), bottleneck=16)  # GPT-2 ties its input and output embeddings
+    ids, am, im, labels = copy_task(32, 0)
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 32
+
+        def __getitem__(self, i):
+            return {"input_ids": ids[i], "attention_mask": am[i], "instruction_mask": im[i], "labels": labels[i]}
+
+    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4, learning_rate=2e-2,
+                  report_to=[], save_strategy="steps", save_steps=4, logging_steps=1,
+                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    params = inspect.signature(transformers.TrainingArguments).parameters
+    args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+    before = [p.clone() for p in wrapper.trainable_parameters()]
+    trainer = IAPTTrainer(model=wrapper, args=args, train_dataset=Data())
+    result = trainer.train()
+    assert result.training_loss > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, wrapper.trainable_parameters()))
+    # the checkpoint holds the adapter, loadable onto a fresh backbone
+    checkpoint = tmp_path / "checkpoint-4"
+    loaded = IAPTModel.from_pretrained(tiny_gpt2(), checkpoint)
+    wrapper.eval()  # the Trainer left it in training mode (dropout)
+    torch.testing.assert_close(loaded(input_ids=ids[:2]).logits, wrapper(input_ids=ids[:2]).logits)
+
+
+def test_bfloat16_backbone_with_float32_generators():
+    wrapper = IAPTModel(tiny_llama().to(torch.bfloat16), bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    out = wrapper(input_ids=ids, labels=ids)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in wrapper.trainable_parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (2, 9)
+
+
+def test_decoder_sequence_classification_pools_a_real_token():
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, num_labels=3,
+                                   initializer_range=0.2)
+    model = transformers.LlamaForSequenceClassification(cfg).eval()
+    wrapper = IAPTModel(model, bottleneck=8)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    ids[0, 4:] = 0  # right padding
+    am = (ids != 0).long()
+    out = wrapper(input_ids=ids, attention_mask=am, labels=torch.tensor([0, 1, 2]))
+    assert out.logits.shape == (3, 3) and torch.isfinite(out.loss)
+    # the reserved positions never read as padding: the pooled token of row 0 is its last real one
+    inputs, batch = wrapper._prepare(ids, am, None, None, None, None)
+    assert (inputs["input_ids"][batch.soft_mask] != 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_run_matches_cpu(device):
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    perturb(wrapper.adapters["default"], 4)
+    perturb(wrapper.add_adapter("other"), 5)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    am = torch.ones_like(ids)
+    am[0, :2] = 0
+    tenants = ["other", "default", "other"]
+    expected = wrapper(input_ids=ids, attention_mask=am, tenant_ids=tenants).logits
+    wrapper.to(device)
+    out = wrapper(input_ids=ids.to(device), attention_mask=am.to(device), tenant_ids=tenants).logits
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
+    out.sum().backward()
+    assert all(p.grad is not None for p in wrapper.adapters["other"].parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_llama()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        wrapper = IAPTModel(model, bottleneck=8)
+        perturb(wrapper.adapters["default"], 1)
+        wrapper.train()
+        ids, am, im, labels = copy_task(4, 0)
+        wrapper(input_ids=ids, attention_mask=am, instruction_mask=im, labels=labels, use_cache=False).loss.backward()
+        grads.append([p.grad for p in wrapper.trainable_parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
