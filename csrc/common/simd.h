@@ -19,6 +19,13 @@ struct Vec {
   typedef uint16_t u16 __attribute__((vector_size(N * sizeof(uint16_t))));
 };
 
+// The 8-lane vector, the width kernels use unless they are built per instruction set.
+constexpr int kLanes = 8;
+using vfloat = Vec<kLanes>::f32;
+using vmask = Vec<kLanes>::mask;
+using vu32 = Vec<kLanes>::u32;
+using vu16 = Vec<kLanes>::u16;
+
 }  // namespace simd
 
 #define FP_DEFINE_VECTOR_HELPERS(N)                                                           \
