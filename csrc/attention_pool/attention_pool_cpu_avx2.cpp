@@ -1,6 +1,6 @@
 // The same CPU kernels compiled for AVX2 + FMA; chosen at run time when the CPU has them.
-// Shared headers are included before the target pragma so their inline helpers keep the
-// baseline target (one definition for both builds) and are inlined into the AVX2 code.
+// The standard and scalar headers are included before the target pragma, the vector helpers
+// (common/simd.h, all always_inline) after it, so their vector code is compiled for AVX2.
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <algorithm>
 #include <cmath>
@@ -11,9 +11,9 @@
 
 #include "attention_pool/attention_pool.h"
 #include "common/dispatch.h"
-#include "common/simd.h"
 
 #pragma GCC target("avx2,fma")
+#include "common/simd.h"
 #define FP_CPU_ISA avx2
 #include "attention_pool/attention_pool_cpu_impl.h"
 #endif

@@ -24,8 +24,8 @@ FP_HOST_DEVICE double saturate(double v) { return fmin(fmax(v, -1.79769313486231
 template <typename V> FP_HOST_DEVICE V saturate(V v) { return v; }
 
 #if !defined(__CUDACC__)
-inline long double fp_abs(long double v) { return std::fabs(v); }
-inline long double saturate(long double v) {
+FP_HOST_DEVICE long double fp_abs(long double v) { return std::fabs(v); }
+FP_HOST_DEVICE long double saturate(long double v) {
   const long double m = 1.18973149535723176502e+4932L;
   return v > m ? m : (v < -m ? -m : v);
 }

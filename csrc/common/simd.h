@@ -1,7 +1,8 @@
 // Minimal portable SIMD for CPU kernels on GCC/Clang vector extensions. `Vec<N>` holds N floats
 // (N = 8 for the baseline/AVX2 builds, 16 for AVX-512); each gets the same helper names as the
 // scalars in common/fp_ops.h, so one templated kernel body serves the vector paths and the
-// scalar (wide) fallback.
+// scalar (wide) fallback. The helpers are always_inline: kernels built per instruction set include
+// this header after their target pragma, and no out-of-line copy may be shared between builds.
 #pragma once
 
 #include <cstdint>
@@ -29,21 +30,21 @@ using vu16 = Vec<kLanes>::u16;
 }  // namespace simd
 
 #define FP_DEFINE_VECTOR_HELPERS(N)                                                           \
-  inline simd::Vec<N>::f32 splat_as(simd::Vec<N>::f32, double v) {                          \
+  FP_HOST_DEVICE simd::Vec<N>::f32 splat_as(simd::Vec<N>::f32, double v) {                          \
     return simd::Vec<N>::f32{} + float(v);                                                    \
   }                                                                                           \
-  inline simd::Vec<N>::f32 fp_abs(simd::Vec<N>::f32 v) {                                    \
+  FP_HOST_DEVICE simd::Vec<N>::f32 fp_abs(simd::Vec<N>::f32 v) {                                    \
     return (simd::Vec<N>::f32)((simd::Vec<N>::mask)v & 0x7fffffff);                          \
   }                                                                                           \
-  inline simd::Vec<N>::f32 fp_select(simd::Vec<N>::mask m, simd::Vec<N>::f32 a,             \
+  FP_HOST_DEVICE simd::Vec<N>::f32 fp_select(simd::Vec<N>::mask m, simd::Vec<N>::f32 a,             \
                                      simd::Vec<N>::f32 b) {                                   \
     return (simd::Vec<N>::f32)((m & (simd::Vec<N>::mask)a) | (~m & (simd::Vec<N>::mask)b));   \
   }                                                                                           \
-  inline simd::Vec<N>::f32 fp_sign(simd::Vec<N>::f32 v) {                                   \
+  FP_HOST_DEVICE simd::Vec<N>::f32 fp_sign(simd::Vec<N>::f32 v) {                                   \
     const simd::Vec<N>::f32 one = splat_as(v, 1.0);                                           \
     return fp_select(v > 0, one, fp_select(v < 0, -one, simd::Vec<N>::f32{}));                \
   }                                                                                           \
-  inline bool fp_any(simd::Vec<N>::mask m) {                                                 \
+  FP_HOST_DEVICE bool fp_any(simd::Vec<N>::mask m) {                                                 \
     uint64_t words[N / 2];                                                                    \
     __builtin_memcpy(words, &m, sizeof m);                                                    \
     uint64_t r = 0;                                                                           \

@@ -1,6 +1,7 @@
 // The CPU kernels compiled for AVX2 + FMA (8 lanes); chosen at run time when the CPU has them.
-// Shared headers are included before the target pragma so their inline helpers keep the
-// baseline target (one definition for every build) and are inlined into the AVX2 code.
+// The standard headers are included before the target pragma (rational_cpu_prelude.h); the
+// vector math after it, so it is compiled for AVX2. Every vector helper is always_inline, so
+// no out-of-line copy with AVX2 instructions can stand in for the baseline build's.
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "rational/rational_cpu_prelude.h"
 #pragma GCC target("avx2,fma")

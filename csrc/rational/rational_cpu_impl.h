@@ -141,7 +141,7 @@ void forward_range(const Problem& pb, const T* x, T* y, int64_t begin, int64_t e
       const int64_t n = std::min<int64_t>(width, hi - i);
       const V xv = load_value(x + i, n);
       Point<D, V> p;
-      evaluate<D, FORM>(xv, a, b, p);
+      evaluate_fast<D, FORM>(xv, a, b, p);
       store_value(y + i, p.y, n);
       const auto wide = needs_wide(p);
       if (__builtin_expect(fp_any(wide), 0)) {
@@ -185,7 +185,7 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
         const V xv = load_value(x + i, n);
         const V gv = load_value(dy + i, n);
         Point<D, V> p;
-        evaluate<D, FORM>(xv, a, b, p);
+        evaluate_fast<D, FORM>(xv, a, b, p);
         V ga[K], gb[K];
         V gx = backward_terms<D, FORM>(gv, xv, a, b, p, ga, gb);
         const auto wide = needs_wide(p);

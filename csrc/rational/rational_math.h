@@ -57,6 +57,36 @@ FP_UNROLL
   p.y = saturate(pn * p.inv_q);
 }
 
+// The same Point with s = 1 (pw[j] = x^j, inv_q = 1 / Q): no reciprocal of x and no selects.
+// Only valid where the powers cannot overflow; see evaluate_fast.
+template <int D, int FORM, typename V, typename C>
+FP_HOST_DEVICE void evaluate_direct(V x, const C* a, const C* b, Point<D, V>& p) {
+  const V one = splat_as(x, 1.0);
+  p.pw[0] = one;
+FP_UNROLL
+  for (int j = 1; j <= D; ++j) p.pw[j] = p.pw[j - 1] * x;
+  V pn = a[D] * p.pw[D];
+FP_UNROLL
+  for (int j = D - 1; j >= 0; --j) pn += a[j] * p.pw[j];
+  V qn = one;
+  if (FORM == kFormA) {
+    const V ax = fp_abs(x);
+    V sn = splat_as(x, fp_abs(b[D]));
+FP_UNROLL
+    for (int k = D - 1; k >= 1; --k) sn = sn * ax + fp_abs(b[k]);
+    qn += sn * ax;
+  } else {
+    V sn = splat_as(x, b[D]);
+FP_UNROLL
+    for (int k = D - 1; k >= 1; --k) sn = sn * x + b[k];
+    sn *= x;
+    qn += fp_abs(sn);
+    p.s_sign = fp_sign(sn);
+  }
+  p.inv_q = one / qn;
+  p.y = pn * p.inv_q;
+}
+
 // True where the fast (float) evaluation may have lost the denominator to underflow or
 // produced a value large enough for the gradient terms (~ dy * y / Q) to overflow float;
 // those points are re-evaluated in the wider type.
@@ -64,6 +94,19 @@ template <int D, typename V>
 FP_HOST_DEVICE auto needs_wide(const Point<D, V>& p) {
   const V limit = splat_as(p.y, 1099511627776.0);  // 2^40
   return (p.inv_q > limit) | (fp_abs(p.y) > limit) | (p.y != p.y);
+}
+
+// evaluate() for the common case: where every |x| of the vector is at most 2^8 (so x^D <= 2^64)
+// the direct form is used, and kept only if it produced a finite, representable result
+// (Q finite, P / Q small enough for the gradient terms); otherwise the overflow-safe form.
+template <int D, int FORM, typename V, typename C>
+FP_HOST_DEVICE void evaluate_fast(V x, const C* a, const C* b, Point<D, V>& p) {
+  const V zero = splat_as(x, 0.0);
+  if (!fp_any(fp_abs(x) > splat_as(x, 256.0))) {
+    evaluate_direct<D, FORM>(x, a, b, p);
+    if (!fp_any(needs_wide(p) | (p.inv_q == zero))) return;
+  }
+  evaluate<D, FORM>(x, a, b, p);
 }
 
 // dL/dx and the per-point terms of dL/da_j (= ga[j]) and dL/db_k (= -sign(b_k) * gb[k] for
