@@ -13,6 +13,7 @@
 #include "common/dispatch.h"
 
 #pragma GCC target("avx2,fma")
+#define FP_SIMD_TARGET 2
 #include "common/simd.h"
 #define FP_CPU_ISA avx2
 #include "attention_pool/attention_pool_cpu_impl.h"

@@ -44,7 +44,7 @@ using vu16 = Vec<kLanes>::u16;
     const simd::Vec<N>::f32 one = splat_as(v, 1.0);                                           \
     return fp_select(v > 0, one, fp_select(v < 0, -one, simd::Vec<N>::f32{}));                \
   }                                                                                           \
-  FP_HOST_DEVICE bool fp_any(simd::Vec<N>::mask m) {                                                 \
+  FP_HOST_DEVICE bool fp_any_generic(simd::Vec<N>::mask m) {                                 \
     uint64_t words[N / 2];                                                                    \
     __builtin_memcpy(words, &m, sizeof m);                                                    \
     uint64_t r = 0;                                                                           \
@@ -55,5 +55,22 @@ using vu16 = Vec<kLanes>::u16;
 FP_DEFINE_VECTOR_HELPERS(8)
 FP_DEFINE_VECTOR_HELPERS(16)
 #undef FP_DEFINE_VECTOR_HELPERS
+
+// fp_any: a sign-bit mask test where the translation unit is built for AVX (FP_SIMD_TARGET set
+// to 2 for AVX2, 3 for AVX-512 before this header, after the target pragma); a word-wise OR
+// otherwise.
+#if defined(FP_SIMD_TARGET) && FP_SIMD_TARGET >= 2
+FP_HOST_DEVICE bool fp_any(simd::Vec<8>::mask m) {
+  typedef float v8sf __attribute__((vector_size(32)));
+  return __builtin_ia32_movmskps256((v8sf)m) != 0;
+}
+#else
+FP_HOST_DEVICE bool fp_any(simd::Vec<8>::mask m) { return fp_any_generic(m); }
+#endif
+#if defined(FP_SIMD_TARGET) && FP_SIMD_TARGET >= 3
+FP_HOST_DEVICE bool fp_any(simd::Vec<16>::mask m) { return __builtin_ia32_ptestmd512(m, m, 0xffff) != 0; }
+#else
+FP_HOST_DEVICE bool fp_any(simd::Vec<16>::mask m) { return fp_any_generic(m); }
+#endif
 
 }  // namespace fastprompt

@@ -5,6 +5,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "rational/rational_cpu_prelude.h"
 #pragma GCC target("avx2,fma")
+#define FP_SIMD_TARGET 2
 #define FP_CPU_ISA avx2
 #define FP_CPU_LANES 8
 #include "rational/rational_cpu_impl.h"
