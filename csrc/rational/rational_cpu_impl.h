@@ -175,6 +175,7 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
   for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
     double* acc_a = partial + g * 2 * K;
     double* acc_b = acc_a + K;
+    const DerivCoefs<D, FORM, C> dc(a, b);
     for (int64_t block = lo; block < hi; block += kFlushEvery) {
       const int64_t block_end = std::min(hi, block + kFlushEvery);
       V sa[K], sb[K];
@@ -187,7 +188,7 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
         Point<D, V> p;
         evaluate_fast<D, FORM>(xv, a, b, p);
         V ga[K], gb[K];
-        V gx = backward_terms<D, FORM>(gv, xv, a, b, p, ga, gb);
+        V gx = backward_terms(gv, xv, dc, p, ga, gb);
         const auto wide = needs_wide(p);
         if (__builtin_expect(fp_any(wide), 0)) {
           const V zero = splat_as(V{}, 0.0);
@@ -201,7 +202,7 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
             const W xw = W(lane(xv, l));
             evaluate<D, FORM>(xw, a, b, pw);
             W wa[K], wb[K];
-            set_lane(gx, l, C(backward_terms<D, FORM>(W(lane(gv, l)), xw, a, b, pw, wa, wb)));
+            set_lane(gx, l, C(backward_terms(W(lane(gv, l)), xw, dc, pw, wa, wb)));
             constexpr C kMax = std::numeric_limits<C>::max();
             for (int j = 0; j < K; ++j) {
               wide_a[j] += clamp_to_range(wa[j], kMax);

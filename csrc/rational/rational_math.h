@@ -109,24 +109,40 @@ FP_HOST_DEVICE void evaluate_fast(V x, const C* a, const C* b, Point<D, V>& p) {
   evaluate<D, FORM>(x, a, b, p);
 }
 
+// Loop-invariant coefficient products of the backward, computed once per group:
+// dp[j] = j a_j (j >= 1), dq[k] = k |b_k| (form A) or k b_k (form B) (k >= 1).
+template <int D, int FORM, typename C>
+struct DerivCoefs {
+  C dp[D + 1];
+  C dq[D + 1];
+  FP_HOST_DEVICE DerivCoefs(const C* a, const C* b) {
+    dp[0] = dq[0] = C(0);
+FP_UNROLL
+    for (int j = 1; j <= D; ++j) {
+      dp[j] = C(j) * a[j];
+      dq[j] = C(j) * (FORM == kFormA ? fp_abs(b[j]) : b[j]);
+    }
+  }
+};
+
 // dL/dx and the per-point terms of dL/da_j (= ga[j]) and dL/db_k (= -sign(b_k) * gb[k] for
 // form A, -gb[k] for form B; the sign is applied once per group after the reduction).
 template <int D, int FORM, typename V, typename C>
-FP_HOST_DEVICE V backward_terms(V dy, V x, const C* a, const C* b, const Point<D, V>& p,
+FP_HOST_DEVICE V backward_terms(V dy, V x, const DerivCoefs<D, FORM, C>& dc, const Point<D, V>& p,
                                 V* ga, V* gb) {
-  V dp = a[1] * p.pw[0];
+  V dp = dc.dp[1] * p.pw[0];
 FP_UNROLL
-  for (int j = 2; j <= D; ++j) dp += C(j) * a[j] * p.pw[j - 1];
+  for (int j = 2; j <= D; ++j) dp += dc.dp[j] * p.pw[j - 1];
   V dq;
   if (FORM == kFormA) {
-    dq = fp_abs(b[1]) * fp_abs(p.pw[0]);
+    dq = dc.dq[1] * fp_abs(p.pw[0]);
 FP_UNROLL
-    for (int k = 2; k <= D; ++k) dq += C(k) * fp_abs(b[k]) * fp_abs(p.pw[k - 1]);
+    for (int k = 2; k <= D; ++k) dq += dc.dq[k] * fp_abs(p.pw[k - 1]);
     dq *= fp_sign(x);
   } else {
-    dq = b[1] * p.pw[0];
+    dq = dc.dq[1] * p.pw[0];
 FP_UNROLL
-    for (int k = 2; k <= D; ++k) dq += C(k) * b[k] * p.pw[k - 1];
+    for (int k = 2; k <= D; ++k) dq += dc.dq[k] * p.pw[k - 1];
     dq *= p.s_sign;
   }
   const V g = dy * p.inv_q;
@@ -137,6 +153,12 @@ FP_UNROLL
 FP_UNROLL
   for (int k = 1; k <= D; ++k) gb[k] = gy * (FORM == kFormA ? fp_abs(p.pw[k]) : p.s_sign * p.pw[k]);
   return g * (dp - p.y * dq);
+}
+
+template <int D, int FORM, typename V, typename C>
+FP_HOST_DEVICE V backward_terms(V dy, V x, const C* a, const C* b, const Point<D, V>& p, V* ga,
+                                V* gb) {
+  return backward_terms(dy, x, DerivCoefs<D, FORM, C>(a, b), p, ga, gb);
 }
 
 // A wide-path gradient term clamped to the finite range of the compute type C, so that sums
