@@ -2,5 +2,7 @@
 from fastprompt.nn.attention_pool import SelfAttentionPooling
 from fastprompt.nn.iapt import IAPTPromptGenerator
 from fastprompt.nn.rational import RationalActivation
+from fastprompt.nn.prompt import DePTPrompt, LowRankOffset, SoftPrompt
 
 __all__ = ["IAPTPromptGenerator", "RationalActivation", "SelfAttentionPooling"]
+__all__ += ["DePTPrompt", "LowRankOffset", "SoftPrompt"]
