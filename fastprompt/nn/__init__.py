@@ -4,3 +4,7 @@ from fastprompt.nn.iapt import IAPTPromptGenerator
 from fastprompt.nn.rational import RationalActivation
 
 __all__ = ["IAPTPromptGenerator", "RationalActivation", "SelfAttentionPooling"]
+
+from fastprompt.nn.multispace_project import MultiSpaceProjection  # noqa: E402
+
+__all__ += ["MultiSpaceProjection"]
