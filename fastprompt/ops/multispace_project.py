@@ -61,5 +61,54 @@ def multispace_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     projections in a fused pass. Differentiable in x, weight, bias and gate_logits.
     """
     _check_inputs(x, weight, bias, gate_logits)
-    from fastprompt.reference.multispace_project import multispace_project_ref
-    return multispace_project_ref(x, weight, bias, gate_logits)
+    out, _ = torch.ops.fastprompt.multispace_project.default(x, weight, bias, gate_logits)
+    return out
+
+
+def _per_row(x, gate_logits):
+    return gate_logits is not None and gate_logits.dim() >= 2
+
+
+@torch.library.register_fake("fastprompt::multispace_project")
+def _multispace_project_fake(x, weight, bias, gate_logits):
+    torch._check(weight.dim() == 3, lambda: "weight: expected shape (num_spaces, d_in, d_out)")
+    torch._check(x.dim() >= 1 and x.shape[-1] == weight.shape[1],
+                 lambda: "x: expected the last dimension to equal weight.shape[1]")
+    n, d_in, d_out = weight.shape
+    out = x.new_empty((*x.shape[:-1], d_out))
+    if _per_row(x, gate_logits):
+        rows = 1
+        for s in x.shape[:-1]:
+            rows = rows * s
+        return out, x.new_empty((rows, n * d_out))
+    return out, x.new_empty((d_in, d_out))
+
+
+@torch.library.register_fake("fastprompt::multispace_project_backward")
+def _multispace_project_backward_fake(grad_out, x, weight, bias, gate_logits, saved):
+    return (x.new_empty(x.shape), weight.new_empty(weight.shape),
+            weight.new_empty(bias.shape if bias is not None else (0,)),
+            weight.new_empty(gate_logits.shape if gate_logits is not None else (0,)))
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, gate_logits = inputs
+    _, saved = output
+    ctx.mark_non_differentiable(saved)
+    ctx.save_for_backward(x, weight, bias, gate_logits, saved)
+
+
+def _backward(ctx, grad_out, _grad_saved):
+    x, weight, bias, gate_logits, saved = ctx.saved_tensors
+    grad_x, grad_weight, grad_bias, grad_logits = \
+        torch.ops.fastprompt.multispace_project_backward.default(
+            grad_out.contiguous(), x, weight, bias, gate_logits, saved)
+    need = ctx.needs_input_grad
+    return (grad_x if need[0] else None,
+            grad_weight if need[1] else None,
+            grad_bias if bias is not None and need[2] else None,
+            grad_logits if gate_logits is not None and need[3] else None)
+
+
+torch.library.register_autograd("fastprompt::multispace_project", _backward,
+                                setup_context=_setup_context)

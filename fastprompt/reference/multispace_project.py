@@ -17,7 +17,7 @@ def _gates(gate_logits, num_spaces, rows_shape, compute, device):
     g = torch.softmax(gate_logits.to(compute), dim=-1)
     if gate_logits.dim() == 1:
         return g
-    return g.reshape(-1, num_spaces)
+    return g.reshape(rows_shape.numel(), num_spaces)
 
 
 def multispace_project_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor = None,
@@ -35,7 +35,7 @@ def multispace_project_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     compute = _compute_dtype(x, weight, bias, gate_logits)
     n, d_in, d_out = weight.shape
     lead = x.shape[:-1]
-    x2 = x.to(compute).reshape(-1, d_in)                      # (M, d_in)
+    x2 = x.to(compute).reshape(lead.numel(), d_in)            # (M, d_in)
     ys = torch.matmul(x2, weight.to(compute))                 # (N, M, d_out)
     if bias is not None:
         ys = ys + bias.to(compute).unsqueeze(1)
@@ -62,7 +62,7 @@ def multispace_project_folded_ref(x: torch.Tensor, weight: torch.Tensor, bias: t
     n, d_in, d_out = weight.shape
     g = _gates(gate_logits, n, x.shape[:-1], compute, x.device)
     w_eff = torch.tensordot(g, weight.to(compute), dims=1)   # (d_in, d_out)
-    x2 = x.to(compute).reshape(-1, d_in)
+    x2 = x.to(compute).reshape(x.shape[:-1].numel(), d_in)
     if bias is not None:
         y = torch.addmm(g @ bias.to(compute), x2, w_eff)
     else:
