@@ -6,3 +6,7 @@ from fastprompt.nn.prompt import DePTPrompt, LowRankOffset, SoftPrompt
 
 __all__ = ["IAPTPromptGenerator", "RationalActivation", "SelfAttentionPooling"]
 __all__ += ["DePTPrompt", "LowRankOffset", "SoftPrompt"]
+
+from fastprompt.nn.multispace_project import MultiSpaceProjection  # noqa: E402
+
+__all__ += ["MultiSpaceProjection"]
