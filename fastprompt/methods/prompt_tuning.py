@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from fastprompt.nn.prompt import DePTPrompt, SoftPrompt
+from fastprompt.nn.prompt import DePTPrompt, EPTPrompt, SoftPrompt
 
 CONFIG_NAME = "prompt_config.json"
 WEIGHTS_NAME = "prompt_weights.safetensors"
@@ -152,13 +152,13 @@ class EPTConfig(DePTConfig):
         num_spaces: N.
         gate: ``"per_row"`` (every soft token computes its own mix of the spaces with a linear
             gating network) or ``"shared"`` (one learned mix for the whole prompt).
-        projection_init_std: standard deviation of the projection weights (the projection is a
-            residual branch, so a small value starts EPT close to DePT).
+        projection_init_scale: s, the projection weights start as N(0, s^2 / d) (the projection
+            is a residual branch, so a small s starts EPT close to DePT with fusion).
     """
 
     num_spaces: int = 4
     gate: str = "per_row"
-    projection_init_std: float = 0.02
+    projection_init_scale: float = 0.1
 
     method = "ept"
 
@@ -680,7 +680,23 @@ class DePTModel(PromptTuningModel):
                 {"params": [p for p in self.lowrank_parameters() if p.requires_grad], "lr": lr_lowrank, **extra}]
 
 
-METHOD_CLASSES = {"prompt_tuning": PromptTuningModel, "dept": DePTModel}
+class EPTModel(DePTModel):
+    """EPT on a frozen transformers model: DePT's low-rank offset of the input embeddings, and
+    the short prompt fused with the low-rank knowledge and passed through a gated multi-space
+    projection (:class:`fastprompt.nn.EPTPrompt` has the exact formulation) before the input.
+
+    :meth:`param_groups` puts the low-rank pair at ``lr_lowrank`` and the prompt, projection and
+    gate at ``lr_prompt``."""
+
+    config_class = EPTConfig
+
+    def _build_encoder(self, cfg: EPTConfig) -> nn.Module:
+        return EPTPrompt(cfg.num_virtual_tokens, cfg.max_len, cfg.rank, self.token_dim, num_spaces=cfg.num_spaces,
+                         gate=cfg.gate, projection_init_scale=cfg.projection_init_scale, device=self._device(),
+                         dtype=torch.float32)
+
+
+METHOD_CLASSES = {"prompt_tuning": PromptTuningModel, "dept": DePTModel, "ept": EPTModel}
 
 
 def _build_trainer_class():

@@ -111,3 +111,82 @@ class DePTPrompt(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.prompt.weight
+
+
+class EPTPrompt(nn.Module):
+    r"""The prompt of EPT (efficient prompt tuning by multi-space projection and prompt fusion,
+    arXiv 2405.11464), as implemented here (no official code exists; this is the exact
+    formulation):
+
+    Trainable parts: a short prompt :math:`P \in R^{m \times d}`, a low-rank pair
+    :math:`A \in R^{\ell \times r}`, :math:`B \in R^{r \times d}` (:math:`\ell` = max_len,
+    B zero-initialised), the multi-space projection :math:`W_k \in R^{d \times d}`,
+    :math:`b_k \in R^d` (k = 1..N) and its gate (shared logits :math:`c \in R^N`, or per row a
+    linear gating network :math:`W_g \in R^{d \times N}`, :math:`b_g \in R^N`).
+
+    1. Low-rank knowledge (DePT): :math:`K = A B \in R^{\ell \times d}`. The method also adds
+       :math:`K_t` to the frozen embedding of input token t (:meth:`offset`).
+    2. Prompt fusion: the short prompt attends, as queries, over the knowledge rows
+       :math:`M = [P; K] \in R^{(m + \ell) \times d}` (the prompt itself and the low-rank
+       knowledge), single head, no projections, scaled dot product, residual:
+       :math:`F = P + \mathrm{softmax}(P M^\top / \sqrt{d})\, M`.
+    3. Multi-space projection with gating, residual:
+       :math:`Z = F + \sum_{k=1}^{N} g_k \odot (F W_k + b_k)`, with
+       :math:`g = \mathrm{softmax}(c)` (gate "shared") or, per soft token i,
+       :math:`g_i = \mathrm{softmax}(F_i W_g + b_g)` (gate "per_row").
+    4. Z (m, d) is the reconstructed prompt placed before the (offset) input embeddings.
+
+    Initialisation: P as configured by the method (random / vocabulary / text / tensor), A
+    Kaiming-uniform, B = 0 (so K = 0 at the start), :math:`W_k \sim N(0, s^2 / d)` with
+    s = ``projection_init_scale`` and :math:`b_k = 0` (the projection branch starts as a gentle
+    perturbation of F), shared gate logits 0 (uniform), gating network as nn.Linear.
+
+    The fusion is computed without forming K: :math:`P K^\top = (P B^\top) A^\top` and
+    :math:`\mathrm{softmax}(\cdot)_K K = (\mathrm{softmax}(\cdot)_K A) B`, i.e.
+    O(m r (d + l)) instead of O(m l d); the projection runs :func:`fastprompt.multispace_project`.
+    The pure-PyTorch reference is :func:`fastprompt.reference.ept_prompt_ref`.
+
+    Args:
+        num_tokens: m. max_len: l. rank: r. dim: d. num_spaces: N.
+        gate: "per_row" or "shared" (see :class:`fastprompt.nn.MultiSpaceProjection`).
+        projection_init_scale: s above.
+
+    ``forward()`` returns Z (m, d); :meth:`offset` adds the low-rank offset to input embeddings.
+    """
+
+    def __init__(self, num_tokens: int, max_len: int, rank: int, dim: int, num_spaces: int = 4,
+                 gate: str = "per_row", projection_init_scale: float = 0.1, device=None, dtype=None):
+        super().__init__()
+        from fastprompt.nn.multispace_project import MultiSpaceProjection
+
+        self.prompt = SoftPrompt(num_tokens, dim, device=device, dtype=dtype)
+        self.offset = LowRankOffset(max_len, rank, dim, device=device, dtype=dtype)
+        self.projection = MultiSpaceProjection(dim, dim, num_spaces, gate=gate, bias=True, device=device, dtype=dtype)
+        self.projection_init_scale = float(projection_init_scale)
+        with torch.no_grad():
+            self.projection.weight.normal_(0.0, self.projection_init_scale / math.sqrt(dim))
+            self.projection.bias.zero_()
+
+    @property
+    def num_spaces(self) -> int:
+        return self.projection.num_spaces
+
+    @property
+    def gate(self) -> str:
+        return self.projection.gate
+
+    def fuse(self) -> torch.Tensor:
+        """F = P + softmax(P [P; A B]^T / sqrt(d)) [P; A B], without forming A B."""
+        p, a, b = self.prompt.weight, self.offset.A, self.offset.B
+        m = p.shape[0]
+        scale = 1.0 / math.sqrt(p.shape[1])
+        scores = torch.cat([p @ p.t(), (p @ b.t()) @ a.t()], dim=1) * scale  # (m, m + l)
+        attn = torch.softmax(scores, dim=1)
+        return p + attn[:, :m] @ p + (attn[:, m:] @ a) @ b
+
+    def forward(self) -> torch.Tensor:
+        fused = self.fuse()
+        return fused + self.projection(fused)
+
+    def extra_repr(self) -> str:
+        return f"projection_init_scale={self.projection_init_scale}"
