@@ -49,6 +49,16 @@ def tiny_t5(seed=0):
     return transformers.T5ForConditionalGeneration(cfg).eval()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models here are far too small for intra-op threads to help; one thread avoids
+    their overhead (and oversubscription on busy machines)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 BACKBONES = {"bert": tiny_bert, "llama": tiny_llama, "gpt2": tiny_gpt2, "t5": tiny_t5}
 
 
