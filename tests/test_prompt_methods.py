@@ -184,10 +184,13 @@ def test_decoder_generate_with_kv_cache(method, backbone):
     assert cached.shape == (3, 12)
     assert torch.equal(cached[:, :7], ids)  # aligned with the caller's input_ids
     assert torch.equal(cached, full)
-    # the first new token is the greedy choice of the wrapper's forward
-    logits = wrapper(input_ids=ids).logits
-    assert logits.shape == (3, 7, VOCAB)
-    assert torch.equal(logits[:, -1].argmax(-1), cached[:, 7])
+    # greedy decoding with the wrapper's forward on the growing sequence gives the same tokens
+    # (for DePT / EPT the generated positions get their offset rows too)
+    assert wrapper(input_ids=ids).logits.shape == (3, 7, VOCAB)
+    seq = ids
+    for _ in range(5):
+        seq = torch.cat([seq, wrapper(input_ids=seq).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(seq, cached)
     # max_length counts the caller's tokens
     assert wrapper.generate(input_ids=ids, max_length=9, do_sample=False, pad_token_id=0).shape == (3, 9)
 
@@ -470,6 +473,9 @@ def test_config_and_input_errors():
             wrapper(input_ids=torch.randint(3, VOCAB, (2, 9)))
         with pytest.raises(ValueError, match="max_len"):
             wrapper.generate(input_ids=torch.randint(3, VOCAB, (2, 9)), max_new_tokens=2)
+        with pytest.raises(ValueError, match="position 8 is beyond the low-rank offset's max_len \\(8\\)"):
+            wrapper.generate(input_ids=torch.randint(3, VOCAB, (2, 6)), max_new_tokens=4, do_sample=False,
+                             pad_token_id=0)
     wrapper = PromptTuningModel(tiny_llama(), num_virtual_tokens=3)
     with pytest.raises(ValueError, match="attention_mask: expected shape"):
         wrapper(input_ids=torch.randint(3, VOCAB, (2, 5)), attention_mask=torch.ones(2, 4))

@@ -475,7 +475,14 @@ class PromptTuningModel(nn.Module):
             attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         if not self.is_encoder_decoder and kwargs.get("max_length") is not None and "max_new_tokens" not in kwargs:
             kwargs["max_new_tokens"] = max(0, int(kwargs.pop("max_length")) - input_ids.shape[1])
-        output = self.base_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        hook = None
+        if not self.is_encoder_decoder:
+            hook = self._decode_offset_hook(input_ids.shape[1])
+        try:
+            output = self.base_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
         if self.is_encoder_decoder:
             return output
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
@@ -489,6 +496,11 @@ class PromptTuningModel(nn.Module):
             return full
         output.sequences = full
         return output
+
+    def _decode_offset_hook(self, length: int):
+        """During generate(): a hook on the input embeddings for the decoding steps (None when the
+        method has no input offset)."""
+        return None
 
     # ---- training helpers --------------------------------------------------------------------
     def trainable_parameters(self) -> List[nn.Parameter]:
@@ -584,7 +596,7 @@ class PromptTuningModel(nn.Module):
         values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in BACKBONE_FIELDS}
         values["init"] = "random"
         wrapper = klass(model, CONFIG_CLASSES[method](**values))
-        wrapper.prompt_config.init = cfg.init
+        wrapper.prompt_config.init = data.get("init", cfg.init)
         wrapper.prompt_config.seed = cfg.seed
         wrapper._load_state(load_file(str(weights_path)), weights_path)
         return wrapper
@@ -727,6 +739,21 @@ class DePTModel(PromptTuningModel):
     def embed_inputs(self, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         embeds = super().embed_inputs(input_ids, inputs_embeds)
         return self.prompt_encoder.offset(embeds)
+
+    def _decode_offset_hook(self, length: int):
+        """The tokens generated after the input get the offset of their positions too (T, T+1, ...),
+        as they do in forward() on the whole sequence: the decoding steps embed new tokens
+        through the input-embedding module, which this hook extends. A generation that runs past
+        max_len raises ValueError."""
+        offset = self.prompt_encoder.offset
+        state = {"position": length}
+
+        def hook(module, args, output):
+            start = state["position"]
+            state["position"] = start + output.shape[-2]
+            return output + offset.rows(start, start + output.shape[-2]).to(output.dtype)
+
+        return self.word_embeddings.register_forward_hook(hook)
 
     def lowrank_parameters(self) -> List[nn.Parameter]:
         return [self.prompt_encoder.offset.A, self.prompt_encoder.offset.B]

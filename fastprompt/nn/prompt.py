@@ -87,6 +87,13 @@ class LowRankOffset(nn.Module):
                              f"max_len ({self.max_len}); truncate them or use a larger max_len")
         return self.A[:length] @ self.B
 
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows start..stop-1 of A @ B (the offset of positions start..stop-1)."""
+        if stop > self.max_len:
+            raise ValueError(f"input_ids: position {stop - 1} is beyond the low-rank offset's max_len "
+                             f"({self.max_len}); shorten the input or the generation, or use a larger max_len")
+        return self.A[start:stop] @ self.B
+
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
         if embeds.dim() < 2 or embeds.shape[-1] != self.dim:
             raise ValueError(f"embeds: expected shape (..., tokens, {self.dim}), got {tuple(embeds.shape)}")
