@@ -465,6 +465,8 @@ def test_config_and_input_errors():
         EPTModel(tiny_llama(), num_virtual_tokens=4, gate="mixture")
     with pytest.raises(ValueError, match="config: DePTModel expects a DePTConfig"):
         DePTModel(tiny_llama(), PromptTuningConfig(num_virtual_tokens=4))
+    with pytest.raises(ValueError, match="expects a PromptTuningConfig, got DePTConfig \\(use DePTModel\\)"):
+        PromptTuningModel(tiny_llama(), DePTConfig(num_virtual_tokens=4))
     # inputs longer than the offset's max_len
     for method in ("dept", "ept"):
         wrapper = wrap(method, tiny_llama(), max_len=8)

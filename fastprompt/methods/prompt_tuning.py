@@ -287,9 +287,10 @@ class PromptTuningModel(nn.Module):
         self.model_type = str(getattr(model.config, "model_type", ""))
         for p in model.parameters():
             p.requires_grad_(False)
-        if config is not None and not isinstance(config, self.config_class):
+        if config is not None and type(config) is not self.config_class:
+            hint = METHOD_CLASSES.get(getattr(config, "method", None))
             raise ValueError(f"config: {type(self).__name__} expects a {self.config_class.__name__}, got "
-                             f"{type(config).__name__}")
+                             f"{type(config).__name__}" + (f" (use {hint.__name__})" if hint else ""))
         values = {f.name: getattr(config, f.name) for f in fields(self.config_class)} if config else {}
         values.update(config_kwargs)
         values.update(self._backbone_fields())
