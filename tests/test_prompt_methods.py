@@ -613,3 +613,36 @@ def test_bfloat16_backbone_with_float32_prompt():
     out.loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in wrapper.trainable_parameters())
     assert wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (2, 9)
+
+
+@pytest.mark.parametrize("gate", ["per_row", "shared"])
+def test_ept_prompt_under_torch_compile(gate):
+    module = fastprompt.nn.EPTPrompt(5, 11, 3, 16, num_spaces=3, gate=gate)
+    perturb(module, 2, scale=0.2)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    out = compiled()
+    torch.testing.assert_close(out, module(), rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert all(p.grad is not None for p in module.parameters())
+
+
+def test_ept_benchmark_cases_run_and_agree():
+    from fastprompt.bench.cases import FAMILIES
+    from fastprompt.bench.cases.ept import cases
+
+    assert "ept" in FAMILIES
+    rows = cases("cpu", quick=True)
+    assert {r.shape.rsplit("gate=", 1)[1] for r in rows} == {"shared", "per_row"}
+    from fastprompt.nn.prompt import ept_prompt
+    from fastprompt.reference import ept_prompt_ref
+
+    for case in rows:
+        inputs = case.make()
+        for name in ("fastprompt", "eager"):  # the timed callables run
+            case.providers[name](*inputs)
+        ours, ref = ept_prompt(*inputs), ept_prompt_ref(*inputs)
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+        leaves = [t for t in inputs if t is not None]
+        grad = torch.randn_like(ours)
+        for a, b in zip(torch.autograd.grad(ours, leaves, grad), torch.autograd.grad(ref, leaves, grad)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
