@@ -646,3 +646,29 @@ def test_ept_benchmark_cases_run_and_agree():
         grad = torch.randn_like(ours)
         for a, b in zip(torch.autograd.grad(ours, leaves, grad), torch.autograd.grad(ref, leaves, grad)):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_decoder_sequence_classification_pools_the_last_real_token(family):
+    torch.manual_seed(0)
+    if family == "llama":
+        cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, num_labels=3,
+                                       initializer_range=0.2)
+        model = transformers.LlamaForSequenceClassification(cfg).eval()
+    else:
+        cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, pad_token_id=0, num_labels=3,
+                                      initializer_range=0.2)
+        model = transformers.GPT2ForSequenceClassification(cfg).eval()
+    wrapper = DePTModel(model, num_virtual_tokens=3, rank=2, max_len=8, seed=0)
+    perturb(wrapper.prompt_encoder, 1, scale=0.2)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    am = torch.ones_like(ids)
+    am[0, 4:] = 0  # right padding
+    ids[0, 4:] = 0
+    out = wrapper(input_ids=ids, attention_mask=am, labels=torch.tensor([0, 1, 2]))
+    assert out.logits.shape == (3, 3) and torch.isfinite(out.loss)
+    alone = wrapper(input_ids=ids[:1, :4]).logits
+    torch.testing.assert_close(out.logits[:1], alone, rtol=1e-5, atol=1e-5)
+    out.loss.backward()
+    assert all(p.grad is not None for p in wrapper.trainable_parameters())
