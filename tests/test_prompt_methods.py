@@ -672,3 +672,19 @@ def test_decoder_sequence_classification_pools_the_last_real_token(family):
     torch.testing.assert_close(out.logits[:1], alone, rtol=1e-5, atol=1e-5)
     out.loss.backward()
     assert all(p.grad is not None for p in wrapper.trainable_parameters())
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_llama()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        wrapper = wrap("ept", model)
+        perturb(wrapper.prompt_encoder, 1, scale=0.2)
+        wrapper.train()
+        wrapper(**copy_batch(0, batch=4), use_cache=False).loss.backward()
+        grads.append([p.grad for p in wrapper.trainable_parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -20,7 +20,8 @@ Where the soft tokens go (the same as PEFT, so that adapters are interchangeable
 Outputs with a per-token axis over the prompt + input (decoder and encoder logits) come back with
 the soft-token positions removed, aligned with the caller's ``input_ids``. :meth:`generate` returns
 ``input_ids`` followed by the new tokens for decoders (as PEFT does), and the decoder sequences for
-encoder-decoder models; the prompt goes through the KV cache at prefill only.
+encoder-decoder models; the prompt goes through the KV cache at prefill only. (Decode with
+:meth:`generate`: :meth:`forward` always places the prompt before the tokens it is given.)
 
 Decoder sequence classifiers (LLaMA, GPT-2) pool the last position whose attention mask is 1, so
 left and right padding both work (with no padding this is what PEFT computes too). Encoder
