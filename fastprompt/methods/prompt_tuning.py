@@ -40,7 +40,7 @@ Plain prompt tuning also reads and writes PEFT prompt-tuning adapters (:meth:`ex
 """
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -670,7 +670,6 @@ class PromptTuningModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        cfg = self.base_model.config
         layers = _config_attr(self.base_model, "num_hidden_layers", "n_layer", "num_layers")
         heads = _config_attr(self.base_model, "num_attention_heads", "n_head", "num_heads")
         peft_config = {
@@ -691,17 +690,16 @@ class PromptTuningModel(nn.Module):
             "tokenizer_kwargs": None,
             "modules_to_save": None,
         }
-        del cfg
         state = {"prompt_embeddings": self._soft_prompt().weight.detach().contiguous().cpu()}
         # PEFT trains (and expects in the adapter) the classification head of SEQ_CLS / TOKEN_CLS
         # models, and any other modules_to_save; write the backbone's current ones
-        heads = list(self.prompt_config.modules_to_save or [])
+        saved = list(self.prompt_config.modules_to_save or [])
         if peft_config["task_type"] in ("SEQ_CLS", "TOKEN_CLS"):
-            heads += [h for h in ("classifier", "score") if h not in heads and _has_submodule(self.base_model, h)]
-        for name in heads:
+            saved += [h for h in ("classifier", "score") if h not in saved and _has_submodule(self.base_model, h)]
+        for name in saved:
             for pname, p in self._saved_module(name).named_parameters():
                 state[f"base_model.{name}.{pname}"] = p.detach().contiguous().cpu()
-        peft_config["modules_to_save"] = heads or None
+        peft_config["modules_to_save"] = saved or None
         (directory / PEFT_CONFIG_NAME).write_text(json.dumps(peft_config, indent=2))
         save_file(state, str(directory / PEFT_WEIGHTS_NAME), metadata={"format": "pt"})
 
