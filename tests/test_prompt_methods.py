@@ -191,6 +191,8 @@ def test_decoder_generate_with_kv_cache(method, backbone):
     for _ in range(5):
         seq = torch.cat([seq, wrapper(input_ids=seq).logits[:, -1:].argmax(-1)], dim=1)
     assert torch.equal(seq, cached)
+    out = wrapper.generate(input_ids=ids, return_dict_in_generate=True, **kwargs)
+    assert torch.equal(out.sequences, cached)
     # max_length counts the caller's tokens
     assert wrapper.generate(input_ids=ids, max_length=9, do_sample=False, pad_token_id=0).shape == (3, 9)
 

@@ -528,12 +528,9 @@ class PromptTuningModel(nn.Module):
         if self.is_encoder_decoder:
             return output
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
-        # generate() from inputs_embeds returns the new tokens only (some versions prepend an
-        # empty input_ids); put the caller's tokens in front
-        if sequences.shape[1] >= embeds.shape[1] and torch.equal(sequences[:, :input_ids.shape[1]], input_ids):
-            full = sequences
-        else:
-            full = torch.cat([input_ids.to(sequences.device), sequences], dim=1)
+        # generate() of a decoder fed inputs_embeds only returns the new tokens; put the caller's
+        # tokens in front
+        full = torch.cat([input_ids.to(sequences.device), sequences], dim=1)
         if isinstance(output, torch.Tensor):
             return full
         output.sequences = full
