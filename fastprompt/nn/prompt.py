@@ -107,7 +107,7 @@ class DePTPrompt(nn.Module):
     """DePT's trainable parts: a short :class:`SoftPrompt` (m, d) and a :class:`LowRankOffset`
     A (max_len, r) @ B (r, d) of the input embeddings.
 
-    ``forward()`` returns the short prompt (m, d); :meth:`offset` adds the position-wise offset
+    ``forward()`` returns the short prompt (m, d); ``offset(embeds)`` adds the position-wise offset
     to input embeddings (..., T, d), T <= max_len.
     """
 
@@ -132,7 +132,7 @@ class EPTPrompt(nn.Module):
     linear gating network :math:`W_g \in R^{d \times N}`, :math:`b_g \in R^N`).
 
     1. Low-rank knowledge (DePT): :math:`K = A B \in R^{\ell \times d}`. The method also adds
-       :math:`K_t` to the frozen embedding of input token t (:meth:`offset`).
+       :math:`K_t` to the frozen embedding of input token t (:attr:`offset`, a LowRankOffset).
     2. Prompt fusion: the short prompt attends, as queries, over the knowledge rows
        :math:`M = [P; K] \in R^{(m + \ell) \times d}` (the prompt itself and the low-rank
        knowledge), single head, no projections, scaled dot product, residual:
@@ -158,7 +158,7 @@ class EPTPrompt(nn.Module):
         gate: "per_row" or "shared" (see :class:`fastprompt.nn.MultiSpaceProjection`).
         projection_init_scale: s above.
 
-    ``forward()`` returns Z (m, d); :meth:`offset` adds the low-rank offset to input embeddings.
+    ``forward()`` returns Z (m, d); ``offset(embeds)`` adds the low-rank offset to input embeddings.
     """
 
     def __init__(self, num_tokens: int, max_len: int, rank: int, dim: int, num_spaces: int = 4,
