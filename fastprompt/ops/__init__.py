@@ -3,3 +3,7 @@ from fastprompt.ops.attention_pool import attention_pool
 from fastprompt.ops.rational import rational
 
 __all__ = ["attention_pool", "rational"]
+
+from fastprompt.ops.multispace_project import multispace_project  # noqa: E402
+
+__all__ += ["multispace_project"]

@@ -5,3 +5,11 @@ from fastprompt.reference.iapt import iapt_generator_ref, iapt_generator_ref_fro
 from fastprompt.reference.rational import rational_ref
 
 __all__ = ["attention_pool_ref", "iapt_generator_ref", "iapt_generator_ref_from_module", "rational_ref"]
+
+from fastprompt.reference.multispace_project import multispace_project_folded_ref, multispace_project_ref  # noqa: E402
+
+__all__ += ["multispace_project_ref", "multispace_project_folded_ref"]
+
+from fastprompt.reference.ept import ept_prompt_ref, ept_prompt_ref_from_module  # noqa: E402
+
+__all__ += ["ept_prompt_ref", "ept_prompt_ref_from_module"]
