@@ -18,3 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = ["attention_pool", "rational", "nn", "reference", "built_with_cuda", "library_path", "__version__"]
 __all__ += ["combine", "merge"]
+
+from fastprompt import vectors  # task prompt vectors: arithmetic, merging, init, PromptBank
