@@ -270,7 +270,8 @@ class TaskPromptVector:
             raise ValueError(f"sign: expected 'total' or 'frequency', got {sign!r}")
         import fastprompt
 
-        merged = fastprompt.merge(bank, method, weights=w, density=density, sign=sign, seed=seed)
+        with torch.no_grad():
+            merged = fastprompt.merge(bank.detach(), method, weights=w, density=density, sign=sign, seed=seed)
         first = vectors[0]
         seeds = {v.init_seed for v in vectors}
         base = next((v.base_model for v in vectors if v.base_model), None)
