@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from fastprompt.ops._checks import FLOAT_DTYPES, check_choice, check_tensor
-from fastprompt.reference.vectors import MERGE_METHODS, SIGN_METHODS, combine_ref, merge_ref
+from fastprompt.reference.vectors import MERGE_METHODS, SIGN_METHODS
 
 
 def _check_weights(weights, name="weights"):
@@ -73,8 +73,24 @@ def combine(bank: torch.Tensor, weights: torch.Tensor, base: Optional[torch.Tens
         out[b] = base[b] + sum_t weights[b, t] * bank[t], accumulated in float32 (float64).
         Differentiable in bank, weights and base (deterministic kernels, no atomics).
     """
-    _combine_shapes(bank, weights, base)
-    return combine_ref(bank, weights, base)
+    T, item, out_shape = _combine_shapes(bank, weights, base)
+    N = 1
+    for s in item:
+        N *= s
+    bank2 = bank.reshape(T, N)
+    weights2 = weights.reshape(-1, T)
+    B = weights2.shape[0]
+    base2 = None
+    if base is not None:
+        lead = len(out_shape) - len(item)  # 1 for 2-D weights, 0 for 1-D
+        if lead == 1 and base.dim() == len(out_shape) and base.shape[0] == B and B != 1:
+            base2 = base.expand(out_shape).reshape(B, N)  # one base per row
+        else:
+            if lead == 1 and base.dim() == len(out_shape):
+                base = base[0]
+            base2 = base.expand(item).reshape(1, N)  # shared by every row
+    out = torch.ops.fastprompt.combine.default(bank2, weights2, base2)
+    return out.reshape(out_shape)
 
 
 def merge(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor] = None,
@@ -129,7 +145,11 @@ def merge(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor] = 
     if torch.is_grad_enabled() and (vectors.requires_grad or weights.requires_grad):
         raise RuntimeError("merge: not differentiable (vectors and weights must not require grad); "
                            "use fastprompt.combine for a differentiable weighted sum")
-    return merge_ref(vectors, method, weights, density, sign, seed)
+    T = vectors.shape[0]
+    out = torch.ops.fastprompt.merge.default(vectors.reshape(T, -1) if vectors.numel() else
+                                             vectors.reshape(T, 0), weights, method, density, sign,
+                                             _seed_to_int64(seed))
+    return out.reshape(vectors.shape[1:])
 
 
 def _draw_seed() -> int:
@@ -139,3 +159,44 @@ def _draw_seed() -> int:
 def _seed_to_int64(seed: int) -> int:
     s = seed % (1 << 64)
     return s - (1 << 64) if s >= (1 << 63) else s
+
+
+# ---- fake kernels and autograd ---------------------------------------------------------------
+@torch.library.register_fake("fastprompt::combine")
+def _combine_fake(bank, weights, base):
+    torch._check(bank.dim() == 2, lambda: "bank: expected shape (vectors, numel)")
+    torch._check(weights.dim() == 2, lambda: "weights: expected shape (rows, vectors)")
+    torch._check(weights.shape[1] == bank.shape[0],
+                 lambda: "weights: expected the last dimension to equal bank.shape[0]")
+    return bank.new_empty((weights.shape[0], bank.shape[1]))
+
+
+@torch.library.register_fake("fastprompt::combine_backward")
+def _combine_backward_fake(grad_out, bank, weights, base_rows):
+    return (bank.new_empty(bank.shape), weights.new_empty(weights.shape),
+            bank.new_empty((base_rows, bank.shape[1])))
+
+
+@torch.library.register_fake("fastprompt::merge")
+def _merge_fake(vectors, weights, method, density, sign, seed):
+    torch._check(vectors.dim() == 2, lambda: "vectors: expected shape (vectors, numel)")
+    return vectors.new_empty((vectors.shape[1],))
+
+
+def _combine_setup_context(ctx, inputs, output):
+    bank, weights, base = inputs
+    ctx.base_rows = 0 if base is None else base.shape[0]
+    ctx.save_for_backward(bank, weights)
+
+
+def _combine_backward(ctx, grad_out):
+    bank, weights = ctx.saved_tensors
+    grad_bank, grad_weights, grad_base = torch.ops.fastprompt.combine_backward.default(
+        grad_out, bank, weights, ctx.base_rows)
+    return (grad_bank if ctx.needs_input_grad[0] else None,
+            grad_weights if ctx.needs_input_grad[1] else None,
+            grad_base if ctx.base_rows and ctx.needs_input_grad[2] else None)
+
+
+torch.library.register_autograd("fastprompt::combine", _combine_backward,
+                                setup_context=_combine_setup_context)
