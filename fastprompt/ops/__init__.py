@@ -5,3 +5,7 @@ from fastprompt.ops.vectors import combine, merge
 
 __all__ = ["attention_pool", "rational"]
 __all__ += ["combine", "merge"]
+
+from fastprompt.ops.multispace_project import multispace_project  # noqa: E402
+
+__all__ += ["multispace_project"]

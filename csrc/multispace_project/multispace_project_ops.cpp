@@ -1,0 +1,233 @@
+// Torch glue of the multi-space projection: argument checks, the matrix products, CPU
+// registration. The products go to the vendor BLAS through at::mm / at::addmm; the fused kernels
+// around them are per device (Kernels table).
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "common/torch_glue.h"
+#include "multispace_project/multispace_project_glue.h"
+
+namespace fastprompt {
+namespace multispace_project {
+namespace {
+
+const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+void* mut_ptr_or_null(at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+struct Prepared {
+  Problem problem;
+  at::Tensor x2;      // (M, d_in), any strides BLAS accepts
+  at::Tensor weight;  // (N, d_in, d_out) contiguous
+  at::Tensor bias;    // (N, d_out) contiguous or undefined
+  at::Tensor logits;  // (N,) or (M, N) contiguous, or undefined
+  bool per_row = false;
+  std::vector<int64_t> lead;  // x.shape[:-1]
+};
+
+Prepared prepare(const at::Tensor& x, const at::Tensor& weight,
+                 const std::optional<at::Tensor>& bias,
+                 const std::optional<at::Tensor>& gate_logits) {
+  const DType dtype = to_dtype(x, "x");
+  TORCH_CHECK(x.dim() >= 1, "x: expected shape (..., d_in) with at least 1 dim, got ", x.sizes());
+  check_same_device(x, "x", weight, "weight");
+  to_dtype(weight, "weight");
+  check_dim(weight, "weight", 3, "(num_spaces, d_in, d_out)");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "weight: expected dtype ",
+              x.scalar_type(), " (the dtype of x), got ", weight.scalar_type());
+  const int64_t N = weight.size(0), d_in = weight.size(1), d_out = weight.size(2);
+  TORCH_CHECK(N >= 1, "weight: expected at least one space (num_spaces >= 1), got ",
+              weight.sizes());
+  TORCH_CHECK(x.size(-1) == d_in, "x: expected shape (..., ", d_in,
+              ") with the last dimension equal to weight.shape[1], got ", x.sizes());
+  Prepared p;
+  p.lead = std::vector<int64_t>(x.sizes().begin(), x.sizes().end() - 1);
+  int64_t M = 1;
+  for (int64_t s : p.lead) M *= s;
+  if (bias.has_value() && bias->defined()) {
+    check_same_device(x, "x", *bias, "bias");
+    to_dtype(*bias, "bias");
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), "bias: expected dtype ", x.scalar_type(),
+                " (the dtype of x), got ", bias->scalar_type());
+    TORCH_CHECK(bias->dim() == 2 && bias->size(0) == N && bias->size(1) == d_out,
+                "bias: expected shape (", N, ", ", d_out, ") = (num_spaces, d_out), got ",
+                bias->sizes());
+    p.bias = bias->contiguous();
+  }
+  if (gate_logits.has_value() && gate_logits->defined()) {
+    const at::Tensor& g = *gate_logits;
+    check_same_device(x, "x", g, "gate_logits");
+    to_dtype(g, "gate_logits");
+    TORCH_CHECK(g.scalar_type() == x.scalar_type(), "gate_logits: expected dtype ",
+                x.scalar_type(), " (the dtype of x), got ", g.scalar_type());
+    std::vector<int64_t> row_shape = p.lead;
+    row_shape.push_back(N);
+    const bool shared = g.dim() == 1 && g.size(0) == N;
+    const bool per_row = g.sizes() == at::IntArrayRef(row_shape);
+    TORCH_CHECK(shared || per_row, "gate_logits: expected shape (", N, ") (shared) or ",
+                at::IntArrayRef(row_shape), " (x.shape[:-1] + (num_spaces,), per row), got ",
+                g.sizes());
+    p.per_row = !shared;
+    p.logits = g.contiguous();
+  }
+  p.x2 = x.reshape({M, d_in});
+  p.weight = weight.contiguous();
+  p.problem = Problem{dtype, M, N, d_in, d_out};
+  return p;
+}
+
+std::vector<int64_t> out_shape(const Prepared& p, int64_t last) {
+  std::vector<int64_t> s = p.lead;
+  s.push_back(last);
+  return s;
+}
+
+// (d_in, N * d_out): [W_0 | W_1 | ... ] side by side, so one product projects into every space
+at::Tensor concat_weights(const Prepared& p) {
+  const Problem& pb = p.problem;
+  return p.weight.permute({1, 0, 2}).reshape({pb.d_in, pb.spaces * pb.d_out});
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor& weight,
+                                           const std::optional<at::Tensor>& bias,
+                                           const std::optional<at::Tensor>& gate_logits,
+                                           const Kernels& kernels) {
+  Prepared p = prepare(x, weight, bias, gate_logits);
+  const Problem& pb = p.problem;
+  const auto opts = p.weight.options();
+  if (!p.per_row) {
+    at::Tensor w_eff = at::empty({pb.d_in, pb.d_out}, opts);
+    at::Tensor b_eff;
+    if (p.bias.defined()) b_eff = at::empty({pb.d_out}, opts);
+    kernels.fold(pb, p.weight.data_ptr(), ptr_or_null(p.bias), ptr_or_null(p.logits),
+                 w_eff.data_ptr(), mut_ptr_or_null(b_eff));
+    at::Tensor y = b_eff.defined() ? at::addmm(b_eff, p.x2, w_eff) : at::mm(p.x2, w_eff);
+    return {y.view(out_shape(p, pb.d_out)), w_eff};
+  }
+  at::Tensor proj = at::mm(p.x2, concat_weights(p));  // (M, N * d_out)
+  at::Tensor y = at::empty({pb.rows, pb.d_out}, opts);
+  if (pb.rows > 0 && pb.d_out > 0) {
+    kernels.rows_forward(pb, proj.data_ptr(), ptr_or_null(p.bias), p.logits.data_ptr(),
+                         y.data_ptr());
+  }
+  return {y.view(out_shape(p, pb.d_out)), proj};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& gate_logits,
+    const at::Tensor& saved, const Kernels& kernels) {
+  Prepared p = prepare(x, weight, bias, gate_logits);
+  const Problem& pb = p.problem;
+  const auto opts = p.weight.options();
+  check_same_device(x, "x", grad_out, "grad_out");
+  check_same_device(x, "x", saved, "saved");
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "grad_out: expected dtype ",
+              x.scalar_type(), " (the dtype of x), got ", grad_out.scalar_type());
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(out_shape(p, pb.d_out)),
+              "grad_out: expected shape ", at::IntArrayRef(out_shape(p, pb.d_out)),
+              " (x.shape[:-1] + (d_out,)), got ", grad_out.sizes());
+  TORCH_CHECK(saved.scalar_type() == x.scalar_type(), "saved: expected dtype ", x.scalar_type(),
+              ", got ", saved.scalar_type());
+  const at::Tensor dy = grad_out.reshape({pb.rows, pb.d_out}).contiguous();
+  at::Tensor grad_weight = at::empty({pb.spaces, pb.d_in, pb.d_out}, opts);
+  at::Tensor grad_bias = p.bias.defined() ? at::empty({pb.spaces, pb.d_out}, opts)
+                                          : at::empty({0}, opts);
+  at::Tensor grad_logits = p.logits.defined() ? at::empty(p.logits.sizes(), opts)
+                                              : at::empty({0}, opts);
+  at::Tensor grad_x2;
+  if (!p.per_row) {
+    TORCH_CHECK(saved.dim() == 2 && saved.size(0) == pb.d_in && saved.size(1) == pb.d_out,
+                "saved: expected the folded weight of shape (", pb.d_in, ", ", pb.d_out,
+                "), got ", saved.sizes());
+    grad_x2 = at::mm(dy, saved.t());
+    const at::Tensor grad = at::mm(p.x2.t(), dy).contiguous();  // (d_in, d_out)
+    const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    const at::Tensor col_sum = at::sum(dy, {0}, false, acc).contiguous();
+    kernels.fold_backward(pb, p.weight.data_ptr(), ptr_or_null(p.bias), ptr_or_null(p.logits),
+                          grad.data_ptr(), col_sum.data_ptr(), grad_weight.data_ptr(),
+                          p.bias.defined() ? grad_bias.data_ptr() : nullptr,
+                          p.logits.defined() ? grad_logits.data_ptr() : nullptr, dy);
+  } else {
+    TORCH_CHECK(saved.dim() == 2 && saved.size(0) == pb.rows &&
+                    saved.size(1) == pb.spaces * pb.d_out && saved.is_contiguous(),
+                "saved: expected the contiguous projections of shape (", pb.rows, ", ",
+                pb.spaces * pb.d_out, "), got ", saved.sizes());
+    at::Tensor grad_proj = at::empty({pb.rows, pb.spaces * pb.d_out}, opts);
+    at::Tensor gates = at::empty({pb.rows, pb.spaces}, opts);
+    if (pb.rows > 0) {
+      if (pb.d_out > 0) {
+        kernels.rows_backward(pb, dy.data_ptr(), saved.data_ptr(), p.logits.data_ptr(),
+                              grad_proj.data_ptr(), gates.data_ptr(), grad_logits.data_ptr());
+      } else {
+        grad_logits.zero_();
+      }
+    }
+    grad_x2 = at::mm(grad_proj, concat_weights(p).t());  // (M, d_in)
+    const at::Tensor grad_cat = at::mm(p.x2.t(), grad_proj);  // (d_in, N * d_out)
+    grad_weight.copy_(grad_cat.view({pb.d_in, pb.spaces, pb.d_out}).permute({1, 0, 2}));
+    if (p.bias.defined()) {
+      if (pb.d_out > 0 && pb.rows > 0) {
+        grad_bias = at::mm(gates.t(), dy);
+      } else {
+        grad_bias.zero_();
+      }
+    }
+  }
+  return {grad_x2.view(x.sizes()), grad_weight, grad_bias, grad_logits};
+}
+
+namespace {
+
+void check_cpu(const at::Tensor& x) {
+  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
+}
+
+const Kernels& cpu_kernels() {
+  static const Kernels k{
+      [](const Problem& pb, const void* w, const void* b, const void* l, void* we, void* be) {
+        fold_cpu(pb, w, b, l, we, be, torch_parallel_for);
+      },
+      [](const Problem& pb, const void* w, const void* b, const void* l, const void* g,
+         const void* cs, void* gw, void* gb, void* gl, const at::Tensor&) {
+        fold_backward_cpu(pb, w, b, l, g, cs, gw, gb, gl, torch_parallel_for);
+      },
+      [](const Problem& pb, void* pr, const void* b, const void* l, void* out) {
+        rows_forward_cpu(pb, pr, b, l, out, torch_parallel_for);
+      },
+      [](const Problem& pb, const void* dy, const void* pr, const void* l, void* dp, void* g,
+         void* gl) { rows_backward_cpu(pb, dy, pr, l, dp, g, gl, torch_parallel_for); },
+  };
+  return k;
+}
+
+std::tuple<at::Tensor, at::Tensor> forward_cpu_op(const at::Tensor& x, const at::Tensor& weight,
+                                                  const std::optional<at::Tensor>& bias,
+                                                  const std::optional<at::Tensor>& gate_logits) {
+  check_cpu(x);
+  return forward(x, weight, bias, gate_logits, cpu_kernels());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_op(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& gate_logits,
+    const at::Tensor& saved) {
+  check_cpu(x);
+  return backward(grad_out, x, weight, bias, gate_logits, saved, cpu_kernels());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastprompt, CPU, m) {
+  m.impl("multispace_project", &forward_cpu_op);
+  m.impl("multispace_project_backward", &backward_cpu_op);
+}
+
+}  // namespace multispace_project
+}  // namespace fastprompt

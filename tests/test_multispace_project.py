@@ -1,0 +1,292 @@
+"""fastprompt.multispace_project and MultiSpaceProjection against the float64 reference."""
+import pytest
+import torch
+
+import fastprompt
+from fastprompt.reference import multispace_project_folded_ref, multispace_project_ref
+
+from conftest import DEVICES, LOW_PRECISION, assert_close
+
+GATES = ["none", "shared", "per_row"]
+# (leading shape, N, d_in, d_out): odd and prime sizes, one fold chunk crossed (d_in*d_out > 4096),
+# single elements
+SHAPES = [((5,), 3, 7, 11), ((2, 3), 4, 13, 5), ((1,), 1, 1, 1), ((17,), 2, 67, 71), ((3, 1, 2), 5, 2, 3)]
+
+
+def _inputs(lead, n, d_in, d_out, gate, device, dtype=torch.float64, bias=True, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(device, dtype)
+
+    x = rnd(*lead, d_in)
+    weight = rnd(n, d_in, d_out, scale=max(d_in, 1) ** -0.5)
+    b = rnd(n, d_out) if bias else None
+    logits = {"none": None, "shared": rnd(n), "per_row": rnd(*lead, n)}[gate]
+    return x, weight, b, logits
+
+
+def _grads(fn, x, weight, bias, logits, grad_out, double=False):
+    args = [x, weight, bias, logits]
+    leaves = [None if a is None else a.detach().clone() for a in args]
+    if double:
+        leaves = [None if a is None else a.double() for a in leaves]
+    for a in leaves:
+        if a is not None:
+            a.requires_grad_(True)
+    out = fn(*leaves)
+    out.backward(grad_out.to(out.dtype))
+    return [out.detach()] + [None if a is None else a.grad for a in leaves]
+
+
+def _check_against_reference(x, weight, bias, logits, dtype, scale=1.0, grad_scale=None):
+    lead, d_out = x.shape[:-1], weight.shape[2]
+    grad_out = torch.randn(*lead, d_out, dtype=torch.float64, device=x.device)
+    got = _grads(fastprompt.multispace_project, x, weight, bias, logits, grad_out)
+    ref = _grads(multispace_project_ref, x, weight, bias, logits, grad_out, double=True)
+    names = ["out", "grad_x", "grad_weight", "grad_bias", "grad_gate_logits"]
+    for name, a, b, inp in zip(names, got, ref, [None, x, weight, bias, logits]):
+        if b is None:
+            assert a is None, name
+            continue
+        assert a.shape == b.shape, name
+        assert a.dtype == (dtype if inp is None else inp.dtype), name
+        s = scale if (grad_scale is None or name == "out") else grad_scale
+        assert_close(a, b, dtype, scale=s, msg=name)
+    return got
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_forward_and_gradients_match_reference_float64(device, shape, gate, bias):
+    x, weight, b, logits = _inputs(*shape, gate, device, bias=bias, seed=len(shape[0]) + shape[1])
+    _check_against_reference(x, weight, b, logits, torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", GATES)
+def test_float32_matches_reference(device, gate):
+    x, weight, b, logits = _inputs((37,), 4, 96, 53, gate, device, torch.float32)
+    _check_against_reference(x, weight, b, logits, torch.float32, grad_scale=10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
+@pytest.mark.parametrize("gate", GATES)
+def test_low_precision_within_tolerance(device, dtype, gate):
+    x, weight, b, logits = _inputs((2, 9), 3, 24, 16, gate, device, dtype)
+    _check_against_reference(x, weight, b, logits, dtype, grad_scale=4)
+
+
+def test_folded_reference_matches_reference():
+    for gate in ("none", "shared"):
+        x, weight, b, logits = _inputs((6, 2), 4, 9, 5, gate, "cpu")
+        torch.testing.assert_close(multispace_project_folded_ref(x, weight, b, logits),
+                                   multispace_project_ref(x, weight, b, logits))
+    with pytest.raises(ValueError, match="gate_logits"):
+        multispace_project_folded_ref(x, weight, b, torch.zeros(6, 2, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("gate", GATES)
+def test_gradcheck_float64(gate):
+    x, weight, b, logits = _inputs((2, 3), 3, 4, 5, gate, "cpu")
+    args = [t.requires_grad_(True) for t in (x, weight, b) + ((logits,) if logits is not None else ())]
+    if logits is None:
+        fn = lambda a, w, bb: fastprompt.multispace_project(a, w, bb)  # noqa: E731
+    else:
+        fn = fastprompt.multispace_project
+    assert torch.autograd.gradcheck(fn, tuple(args))
+    assert torch.autograd.gradcheck(lambda a, w: fastprompt.multispace_project(a, w, None, logits), (x, weight))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", GATES)
+def test_opcheck(device, gate):
+    x, weight, b, logits = _inputs((3, 2), 3, 6, 5, gate, device)
+    for t in (x, weight, b, logits):
+        if t is not None:
+            t.requires_grad_(True)
+    op = torch.ops.fastprompt.multispace_project.default
+    torch.library.opcheck(op, (x, weight, b, logits))
+    torch.library.opcheck(op, (x, weight, None, logits))
+    out, saved = op(x, weight, b, logits)
+    torch.library.opcheck(torch.ops.fastprompt.multispace_project_backward.default,
+                          (torch.randn_like(out), x.detach(), weight.detach(), b.detach(),
+                           None if logits is None else logits.detach(), saved))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", GATES)
+def test_non_contiguous_inputs(device, gate):
+    gen = torch.Generator().manual_seed(5)
+    n, d_in, d_out = 3, 10, 7
+    x = torch.randn(6, 4, 2 * d_in, generator=gen, dtype=torch.float64).to(device).transpose(0, 1)[..., ::2]
+    weight = torch.randn(d_out, n, d_in, generator=gen, dtype=torch.float64).to(device).permute(1, 2, 0)
+    b = torch.randn(d_out, n, generator=gen, dtype=torch.float64).to(device).t()
+    logits = {"none": None,
+              "shared": torch.randn(2 * n, generator=gen, dtype=torch.float64).to(device)[::2],
+              "per_row": torch.randn(n, 6, 4, generator=gen, dtype=torch.float64).to(device).permute(2, 1, 0)}[gate]
+    assert not x.is_contiguous() and not weight.is_contiguous() and not b.is_contiguous()
+    assert logits is None or not logits.is_contiguous()
+    _check_against_reference(x, weight, b, logits, torch.float64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", GATES)
+@pytest.mark.parametrize("shape", [((0,), 3, 4, 5), ((2, 0), 3, 4, 5), ((4,), 2, 0, 3), ((4,), 2, 3, 0)], ids=str)
+def test_empty_tensors(device, gate, shape):
+    x, weight, b, logits = _inputs(*shape, gate, device)
+    got = _check_against_reference(x, weight, b, logits, torch.float64)
+    if x.numel() == 0 and shape[2] > 0:  # no rows: every parameter gradient is exactly zero
+        for g in got[2:]:
+            if g is not None:
+                assert (g == 0).all()
+
+
+@pytest.mark.parametrize("gate", ["shared", "per_row"])
+def test_results_do_not_depend_on_thread_count(gate):
+    x, weight, b, logits = _inputs((300,), 4, 70, 90, gate, "cpu", torch.float32)
+    grad_out = torch.randn(300, 90)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _grads(fastprompt.multispace_project, x, weight, b, logits, grad_out)
+        torch.set_num_threads(max(2, threads))
+        many = _grads(fastprompt.multispace_project, x, weight, b, logits, grad_out)
+    finally:
+        torch.set_num_threads(threads)
+    # the fused kernels are deterministic; the BLAS products may split differently per thread count
+    for a, c in zip(one, many):
+        torch.testing.assert_close(a, c)
+    again = _grads(fastprompt.multispace_project, x, weight, b, logits, grad_out)
+    for a, c in zip(many, again):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", GATES)
+def test_torch_compile_fullgraph(device, gate):
+    x, weight, b, logits = _inputs((2, 5), 3, 8, 6, gate, device, torch.float32)
+    leaves = [t for t in (x, weight, b, logits) if t is not None]
+    for t in leaves:
+        t.requires_grad_(True)
+
+    def f(x, weight, b, logits):
+        return (fastprompt.multispace_project(x, weight, b, logits) ** 2).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    loss = compiled(x, weight, b, logits)
+    grads = torch.autograd.grad(loss, leaves)
+    loss_e = f(x, weight, b, logits)
+    grads_e = torch.autograd.grad(loss_e, leaves)
+    torch.testing.assert_close(loss, loss_e)
+    for a, c in zip(grads, grads_e):
+        torch.testing.assert_close(a, c)
+
+
+def test_torch_compile_default_backend_module():
+    torch.manual_seed(0)
+    mod = fastprompt.nn.MultiSpaceProjection(8, 6, 3, gate="per_row")
+    x = torch.randn(4, 8)
+    compiled = torch.compile(mod, fullgraph=True)
+    out = compiled(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, mod(x))
+    assert mod.weight.grad is not None and mod.gate_net.weight.grad is not None
+
+
+def _raises(match, *args, exc=(RuntimeError, ValueError)):
+    with pytest.raises(exc, match=match):
+        fastprompt.multispace_project(*args)
+
+
+def test_bad_inputs_name_the_argument():
+    x = torch.randn(5, 4)
+    w = torch.randn(3, 4, 6)
+    b = torch.randn(3, 6)
+    _raises("weight", x, torch.randn(4, 6))              # not 3-D
+    _raises("x", torch.randn(5, 7), w)                    # d_in mismatch
+    _raises("bias", x, w, torch.randn(3, 5))
+    _raises("bias", x, w, torch.randn(6))
+    _raises("gate_logits", x, w, b, torch.randn(4))       # neither (N,) ...
+    _raises("gate_logits", x, w, b, torch.randn(4, 3))    # ... nor x.shape[:-1] + (N,)
+    _raises("gate_logits", x, w, b, torch.randn(5, 1, 3))
+    _raises("weight", x, w.double())                      # dtype mismatch
+    _raises("bias", x, w, b.half())
+    _raises("gate_logits", x, w, b, torch.randn(3, dtype=torch.float64))
+    _raises("x", torch.ones(5, 4, dtype=torch.int64), w)
+    _raises("weight", x, torch.randn(0, 4, 6))
+    # the C++ kernels check too, with the same wording
+    op = torch.ops.fastprompt.multispace_project.default
+    with pytest.raises(RuntimeError, match="gate_logits"):
+        op(x, w, b, torch.randn(4, 3))
+    with pytest.raises(RuntimeError, match="bias"):
+        op(x, w, torch.randn(2, 6), None)
+    with pytest.raises(RuntimeError, match="x"):
+        op(torch.randn(5, 3), w, None, None)
+    with pytest.raises(RuntimeError, match="weight"):
+        op(x, w.double(), None, None)
+    with pytest.raises(RuntimeError, match="grad_out"):
+        out, saved = op(x, w, b, None)
+        torch.ops.fastprompt.multispace_project_backward.default(torch.randn(5, 5), x, w, b, None, saved)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
+def test_device_mismatch_names_the_argument():
+    x = torch.randn(5, 4, device="cuda")
+    _raises("weight", x, torch.randn(3, 4, 6))
+    _raises("bias", x, torch.randn(3, 4, 6, device="cuda"), torch.randn(3, 6))
+    _raises("gate_logits", x, torch.randn(3, 4, 6, device="cuda"), None, torch.randn(3))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", ["shared", "per_row"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_module(device, gate, bias):
+    torch.manual_seed(0)
+    mod = fastprompt.nn.MultiSpaceProjection(12, 7, 4, gate=gate, bias=bias).to(device)
+    assert mod.weight.shape == (4, 12, 7)
+    assert (mod.bias is not None) == bias
+    if gate == "shared":
+        assert mod.gate_logits.shape == (4,) and (mod.gate_logits == 0).all()
+    else:
+        assert mod.gate_logits is None and mod.gate_net.weight.shape == (4, 12)
+    assert mod.weight.abs().max() <= 12 ** -0.5
+    x = torch.randn(2, 3, 12, device=device, requires_grad=True)
+    out = mod(x)
+    assert out.shape == (2, 3, 7)
+    torch.testing.assert_close(out, multispace_project_ref(x, mod.weight, mod.bias, mod.gates(x)),
+                               rtol=2e-4, atol=2e-5)
+    out.square().sum().backward()
+    for p in mod.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+    assert "num_spaces=4" in repr(mod)
+
+
+def test_module_bad_arguments():
+    with pytest.raises(ValueError, match="gate"):
+        fastprompt.nn.MultiSpaceProjection(4, 4, 2, gate="per_token")
+    with pytest.raises(ValueError, match="num_spaces"):
+        fastprompt.nn.MultiSpaceProjection(4, 4, 0)
+    with pytest.raises(ValueError, match="d_in"):
+        fastprompt.nn.MultiSpaceProjection(0, 4, 2)
+    mod = fastprompt.nn.MultiSpaceProjection(4, 3, 2)
+    with pytest.raises(ValueError, match="x"):
+        mod(torch.randn(2, 5))
+
+
+def test_random_shapes_match_reference():
+    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the property test")
+    st = hypothesis.strategies
+
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+    @hypothesis.given(m=st.integers(0, 40), n=st.integers(1, 9), d_in=st.integers(1, 70),
+                      d_out=st.integers(1, 70), gate=st.sampled_from(GATES), bias=st.booleans(),
+                      seed=st.integers(0, 2 ** 16))
+    def check(m, n, d_in, d_out, gate, bias, seed):
+        x, weight, b, logits = _inputs((m,), n, d_in, d_out, gate, "cpu", bias=bias, seed=seed)
+        _check_against_reference(x, weight, b, logits, torch.float64)
+
+    check()
