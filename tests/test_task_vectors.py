@@ -308,10 +308,11 @@ def _write_fastprompt_checkpoint(directory, weight, **config):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_from_fastprompt_checkpoint(tmp_path, device):
-    init = random_init(L, D, 5)
+    init = random_init(L, D, 5, std=0.5)
     tuned = init + 0.5
-    _write_fastprompt_checkpoint(tmp_path / "ckpt", tuned, base_model="tiny-llama", init_seed=5)
-    v = TaskPromptVector.from_checkpoint(tmp_path / "ckpt", task="rte", device=device)   # the recorded seed
+    _write_fastprompt_checkpoint(tmp_path / "ckpt", tuned, base_model_name_or_path="tiny-llama", seed=5,
+                                 init="random")
+    v = TaskPromptVector.from_checkpoint(tmp_path / "ckpt", task="rte", init_std=0.5, device=device)  # recorded seed
     assert v.device.type == device and v.init_seed == 5 and v.base_model == "tiny-llama" and v.task == "rte"
     torch.testing.assert_close(v.tau.cpu(), torch.full((L, D), 0.5))
     w = TaskPromptVector.from_checkpoint(tmp_path / "ckpt", init=init.to(device), device=device)
@@ -319,9 +320,35 @@ def test_from_fastprompt_checkpoint(tmp_path, device):
     _write_fastprompt_checkpoint(tmp_path / "init", init)
     u = TaskPromptVector.from_checkpoint(tmp_path / "ckpt", init=tmp_path / "init")
     torch.testing.assert_close(u.tau, torch.full((L, D), 0.5))
-    s = TaskPromptVector.from_checkpoint(tmp_path / "ckpt", init_seed=6)
-    torch.testing.assert_close(s.tau, tuned - random_init(L, D, 6))
+    s = TaskPromptVector.from_checkpoint(tmp_path / "ckpt", init_seed=6, init_std=0.5)
+    torch.testing.assert_close(s.tau, tuned - random_init(L, D, 6, std=0.5))
     assert s.init_seed == 6
+    with pytest.raises(ValueError, match="init_std"):
+        TaskPromptVector.from_checkpoint(tmp_path / "ckpt")
+    _write_fastprompt_checkpoint(tmp_path / "text", tuned, seed=1, init="text")
+    with pytest.raises(ValueError, match="init: a 'text' init cannot be rebuilt"):
+        TaskPromptVector.from_checkpoint(tmp_path / "text", init_std=1.0)
+
+
+@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
+@pytest.mark.parametrize("init_kind", ["random", "vocab"])
+def test_from_prompt_tuning_checkpoints(tmp_path, init_kind):
+    """Checkpoints written by PromptTuningModel (its own format and the PEFT export): the init is
+    rebuilt from the recorded seed with the backbone."""
+    from fastprompt.methods import PromptTuningConfig, PromptTuningModel
+
+    model = tiny_llama(40, hidden=16, layers=1, heads=2)
+    ptm = PromptTuningModel(model, PromptTuningConfig(num_virtual_tokens=L, init=init_kind, seed=3))
+    init = ptm.prompt().detach().clone()
+    with torch.no_grad():
+        ptm.prompt_encoder.weight.add_(torch.linspace(0, 1, L * 16).reshape(L, 16))
+    ptm.save_pretrained(tmp_path / "fp")
+    v = TaskPromptVector.from_checkpoint(tmp_path / "fp", model=model, task="t")
+    assert v.init_seed == 3 and v.task == "t"
+    torch.testing.assert_close(v.tau, torch.linspace(0, 1, L * 16).reshape(L, 16))
+    ptm.export_peft(tmp_path / "peft")
+    w = TaskPromptVector.from_checkpoint(tmp_path / "peft", init=init)
+    torch.testing.assert_close(w.tau, v.tau)
 
 
 def _peft_adapter(directory, seed=0, shift=0.0):
@@ -431,6 +458,29 @@ def test_soft_prompt_from_vectors():
     sp = soft_prompt_from_vectors(init, vs, [0.5, 0.5])
     torch.testing.assert_close(sp.weight.detach(), init + 0.5 * (vs[0].tau + vs[1].tau))
     assert sp.weight.requires_grad
+
+
+@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
+def test_prompt_tuning_from_vectors():
+    from fastprompt.methods import PromptTuningConfig
+    from fastprompt.vectors import prompt_tuning_from_vectors
+
+    model = tiny_llama(40, hidden=16, layers=1, heads=2)
+    vs = [TaskPromptVector(random_init(L, 16, s), task=f"t{s}") for s in (1, 2)]
+    init = random_init(L, 16, 0, std=0.2)
+    ptm = prompt_tuning_from_vectors(model, init, vs, [0.5, 2.0])
+    torch.testing.assert_close(ptm.prompt().detach(), init + 0.5 * vs[0].tau + 2.0 * vs[1].tau)
+    assert ptm.prompt_config.init == "tensor" and ptm.num_virtual_tokens == L
+    assert [p.shape for p in ptm.trainable_parameters()] == [(L, 16)]
+    cfg = prompt_tuning_from_vectors(model, init, vs, config=PromptTuningConfig(num_virtual_tokens=99))
+    torch.testing.assert_close(cfg.prompt().detach(), init + vs[0].tau + vs[1].tau)
+    ids = torch.randint(0, 40, (2, 6))
+    out = ptm(input_ids=ids, labels=ids)
+    out.loss.backward()
+    assert ptm.prompt_encoder.weight.grad is not None
+    # the objective of a prompt-tuning model swaps its prompt in (functional_call)
+    objective = prompt_objective(ptm, [{"input_ids": ids, "labels": ids}])
+    assert float(objective(ptm.prompt().detach())) == pytest.approx(float(out.loss.detach()), rel=1e-5)
 
 
 # ---- coefficients ------------------------------------------------------------------------
@@ -650,6 +700,7 @@ def test_load_examples(tmp_path):
 
 
 # ---- the transfer experiment ---------------------------------------------------------------
+@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
 def test_transfer_from_related_tasks_lowers_the_starting_loss(one_thread):
     """Tune prompts on two sentiment tasks, then start a third from the sum of their vectors:
     its loss at init is clearly below that of a random init (fixed seeds)."""
@@ -669,6 +720,13 @@ def test_transfer_from_related_tasks_lowers_the_starting_loss(one_thread):
     assert a.base_model == "tiny-llama" and a.init_seed == 0 and b.init_seed == 1
     assert -1.0 <= a.cosine_similarity(b) <= 1.0
     assert "vectors" in result.summary()
+
+
+def test_tune_prompt():
+    target = torch.arange(6.0).reshape(2, 3)
+    tuned, losses = tune_prompt(lambda p: ((p - target) ** 2).mean(), torch.zeros(2, 3), steps=200, lr=0.1)
+    torch.testing.assert_close(tuned, target, atol=1e-2, rtol=0)
+    assert losses[-1] < losses[0]
 
 
 def test_tune_prompt_errors():

@@ -110,7 +110,7 @@ def read_fastprompt(directory: Path, device=None) -> PromptCheckpoint:
                          f"{weight.shape[0]}")
     seed = _first(config, "init_seed", "seed")
     metadata = {
-        "base_model": _first(config, "base_model", "base_model_name_or_path", "model_name_or_path", "model_type"),
+        "base_model": _first(config, "base_model", "base_model_name_or_path", "model_name_or_path"),
         "init_seed": int(seed) if seed is not None else None,
         "task": _first(config, "task", "task_name"),
         "config": config,

@@ -12,8 +12,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from fastprompt.vectors.coefficients import prompt_objective
-from fastprompt.vectors.init import init_from_vectors, random_init
 from fastprompt.vectors.vector import TaskPromptVector
 
 
@@ -41,6 +39,37 @@ def tune_prompt(objective: Callable[[torch.Tensor], torch.Tensor], init: torch.T
     return prompt.detach(), losses
 
 
+def train_prompt_tuning(model, batches: Sequence[Dict], steps: int = 60, lr: float = 0.3) -> List[float]:
+    """Plain prompt tuning of a :class:`fastprompt.methods.PromptTuningModel` (or any model with
+    ``trainable_parameters()`` returning an output with ``.loss``): Adam, cycling over
+    ``batches``. Returns the loss of each step."""
+    if steps < 0:
+        raise ValueError(f"steps: expected a non-negative number of steps, got {steps}")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: expected at least one batch")
+    params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else \
+        [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = model(**batches[step % len(batches)]).loss
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@torch.no_grad()
+def evaluate_loss(model, batches: Sequence[Dict]) -> float:
+    """Mean loss of ``model`` over ``batches``."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches: expected at least one batch")
+    return sum(float(model(**b).loss) for b in batches) / len(batches)
+
+
 @dataclass
 class TransferResult:
     vectors: List[TaskPromptVector]
@@ -59,44 +88,45 @@ class TransferResult:
 
 def transfer_experiment(model, source_batches: Dict[str, Sequence[Dict]], target_batches: Sequence[Dict],
                         prompt_length: int = 4, source_seeds: Optional[Sequence[int]] = None,
-                        target_seed: int = 1000, steps: int = 60, lr: float = 0.1, target_steps: int = 0,
-                        coefs=None, init_std: float = 1.0, base_model: Optional[str] = None) -> TransferResult:
-    """Tune a prompt per source task, form the task prompt vectors, and compare the target's
-    loss from ``init + sum_t coefs[t] tau_t`` (default coefs 1/T: the mean vector) with its loss
-    from the same random init.
+                        target_seed: int = 1000, steps: int = 60, lr: float = 0.3, target_steps: int = 0,
+                        coefs=None, base_model: Optional[str] = None) -> TransferResult:
+    """Prompt-tune ``model`` (a frozen transformers model) on each source task with
+    :class:`fastprompt.methods.PromptTuningModel` (random init, seeded), form the task prompt
+    vectors, and compare the target task's loss from a random init (seed ``target_seed``) with
+    its loss from that init plus ``sum_t coefs[t] tau_t`` (default coefs 1/T: the mean vector),
+    built with :func:`fastprompt.vectors.prompt_tuning_from_vectors`.
 
-    model: a frozen model :func:`fastprompt.vectors.prompt_objective` understands (a transformers
-    model, or a prompt-tuning model holding a SoftPrompt); source_batches: {task: batches};
-    target_batches: batches of the target task; source_seeds: init seed of each source task
-    (default 0, 1, ...); target_steps: also train both target inits for that many steps.
+    source_batches: {task: batches}; target_batches: batches of the target task; source_seeds:
+    init seed of each source task (default 0, 1, ...); target_steps: also train both target
+    models for that many steps (curves in ``target_losses``).
     """
+    from fastprompt.methods import PromptTuningConfig, PromptTuningModel
+    from fastprompt.vectors.init import prompt_tuning_from_vectors
+
     names = list(source_batches)
     if not names:
         raise ValueError("source_batches: expected at least one source task")
     seeds = list(source_seeds) if source_seeds is not None else list(range(len(names)))
     if len(seeds) != len(names):
         raise ValueError(f"source_seeds: expected one seed per source task ({len(names)}), got {len(seeds)}")
-    param = next(model.parameters())
-    dim = model.get_input_embeddings().weight.shape[1] if hasattr(model, "get_input_embeddings") else None
-    if dim is None:
-        raise ValueError("model: cannot tell the embedding size (no get_input_embeddings())")
     vectors, source_losses = [], {}
     for name, seed in zip(names, seeds):
-        init = random_init(prompt_length, dim, seed, std=init_std, device=param.device)
-        tuned, losses = tune_prompt(prompt_objective(model, source_batches[name]), init, steps=steps, lr=lr)
-        vectors.append(TaskPromptVector.from_tensors(tuned, init, task=name, init_seed=seed, base_model=base_model))
-        source_losses[name] = losses
+        tuned = PromptTuningModel(model, PromptTuningConfig(num_virtual_tokens=prompt_length, init="random",
+                                                            seed=seed))
+        init = tuned.prompt().detach().clone()
+        source_losses[name] = train_prompt_tuning(tuned, source_batches[name], steps=steps, lr=lr)
+        vectors.append(TaskPromptVector.from_tensors(tuned.prompt(), init, task=name, init_seed=seed,
+                                                     base_model=base_model))
     if coefs is None:
         coefs = [1.0 / len(vectors)] * len(vectors)
-    target = prompt_objective(model, target_batches)
-    init = random_init(prompt_length, dim, target_seed, std=init_std, device=param.device)
-    starts = {"random": init, "vectors": init_from_vectors(init, vectors, coefs).detach()}
-    with torch.no_grad():
-        init_loss = {k: float(target(p)) for k, p in starts.items()}
+    random_start = PromptTuningModel(model, PromptTuningConfig(num_virtual_tokens=prompt_length, init="random",
+                                                               seed=target_seed))
+    init = random_start.prompt().detach().clone()
+    starts = {"random": random_start, "vectors": prompt_tuning_from_vectors(model, init, vectors, coefs)}
+    init_loss = {k: evaluate_loss(m, target_batches) for k, m in starts.items()}
     curves = {}
     if target_steps:
-        for k, p in starts.items():
-            curves[k] = tune_prompt(target, p, steps=target_steps, lr=lr)[1]
+        curves = {k: train_prompt_tuning(m, target_batches, steps=target_steps, lr=lr) for k, m in starts.items()}
     return TransferResult(vectors, source_losses, init_loss, curves)
 
 
@@ -123,7 +153,7 @@ def main():  # pragma: no cover - a demo
     model = tiny_llama(vocab.size)
     src = {t.name: T.batches(T.encode(t.train, t, vocab), 64) for t in family[:2]}
     tgt = T.batches(T.encode(family[2].validation, family[2], vocab), 64)
-    result = transfer_experiment(model, src, tgt, steps=80, target_steps=20)
+    result = transfer_experiment(model, src, tgt, steps=40, target_steps=10)
     print(f"target task {family[2].name}, sources {list(src)}")
     print(result.summary())
 

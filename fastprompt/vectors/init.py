@@ -18,11 +18,49 @@ Vectors = Union[TaskPromptVector, Sequence[TaskPromptVector], torch.Tensor]
 def random_init(num_tokens: int, dim: int, seed: int, std: float = 1.0, dtype=torch.float32,
                 device=None) -> torch.Tensor:
     """A reproducible random prompt (num_tokens, dim): N(0, std^2) drawn on the CPU from a
-    generator seeded with ``seed`` (the same numbers on every device)."""
+    generator seeded with ``seed`` (the same numbers on every device).
+
+    With ``std = embedding_std(model)`` this is exactly the ``init="random"`` prompt of
+    :class:`fastprompt.methods.PromptTuningModel` with ``seed=seed``."""
     if num_tokens <= 0 or dim <= 0:
         raise ValueError(f"num_tokens, dim: expected positive sizes, got {num_tokens}, {dim}")
     g = torch.Generator().manual_seed(int(seed))
     return (torch.randn(num_tokens, dim, generator=g, dtype=torch.float32) * std).to(device=device, dtype=dtype)
+
+
+def embedding_std(model) -> float:
+    """Standard deviation of a transformers model's word embeddings (the scale of fastprompt's
+    random prompt init)."""
+    if not hasattr(model, "get_input_embeddings"):
+        raise ValueError(f"model: {type(model).__name__} has no get_input_embeddings()")
+    table = model.get_input_embeddings().weight
+    return float(table.detach().float().std()) if table.numel() > 1 else 0.02
+
+
+def regenerate_init(num_tokens: int, dim: int, seed: int, kind: str = "random", model=None,
+                    std: Optional[float] = None, device=None) -> torch.Tensor:
+    """The init prompt-tuning started from, rebuilt from its seed, as
+    :class:`fastprompt.methods.PromptTuningModel` draws it: ``kind`` "random" (normal with the
+    std of ``model``'s word embeddings, or ``std``) or "vocab" (rows of ``model``'s word
+    embeddings sampled with the seed). Text and tensor inits cannot be rebuilt from a seed."""
+    if kind == "random":
+        if std is None:
+            if model is None:
+                raise ValueError(f"init_std: rebuilding the random init of seed {seed} needs the standard deviation "
+                                 "it was drawn with: pass model (the backbone) or init_std")
+            std = embedding_std(model)
+        return random_init(num_tokens, dim, seed, std=std, device=device)
+    if kind == "vocab":
+        if model is None:
+            raise ValueError(f"model: rebuilding the vocabulary-sampled init of seed {seed} needs the backbone")
+        table = model.get_input_embeddings().weight
+        if table.shape[1] != dim:
+            raise ValueError(f"model: its embeddings have width {table.shape[1]}, the prompt {dim}")
+        g = torch.Generator().manual_seed(int(seed))
+        ids = torch.randint(0, table.shape[0], (num_tokens,), generator=g)
+        return table.detach()[ids.to(table.device)].float().to(device if device is not None else table.device)
+    raise ValueError(f"init: a {kind!r} init cannot be rebuilt from a seed; pass init (the tensor, or a "
+                     "checkpoint saved before training)")
 
 
 def vector_bank(vectors: Vectors, name: str = "vectors") -> torch.Tensor:
