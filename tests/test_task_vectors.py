@@ -734,3 +734,24 @@ def test_tune_prompt_errors():
         tune_prompt(lambda p: p.sum(), torch.zeros(2, 2), steps=-1)
     with pytest.raises(ValueError, match="optimizer"):
         tune_prompt(lambda p: p.sum(), torch.zeros(2, 2), optimizer="lbfgs")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_low_precision_and_double(dtype):
+    vs = [_vec(i, dtype=dtype) for i in range(3)]
+    base = random_init(L, D, 0).to(dtype)
+    bank = PromptBank(vs, base=base)
+    w = torch.rand(4, 3, dtype=torch.float64)
+    expected = base.double() + torch.einsum("bt,tld->bld", w, torch.stack([v.tau.double() for v in vs]))
+    out = bank(w.float() if dtype != torch.float64 else w)
+    assert out.dtype == dtype
+    from conftest import assert_close
+
+    assert_close(out, expected, dtype, scale=4)
+    assert_close(init_from_vectors(base, vs, [0.5, 1.0, 2.0]),
+                 base.double() + 0.5 * vs[0].tau.double() + vs[1].tau.double() + 2 * vs[2].tau.double(), dtype, scale=4)
+    mixer = MixingCoefficients(vs, base=base)
+    mixer().float().sum().backward()
+    assert mixer.coefficients.grad.dtype == torch.float32
+    merged = TaskPromptVector.merge(vs, "ties", density=0.5)
+    assert merged.dtype == dtype

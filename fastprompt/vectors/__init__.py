@@ -12,14 +12,14 @@ from fastprompt.vectors.coefficients import (CoefficientSearch, LearnedCoefficie
                                              grid_search_coefficients, learn_coefficients, prompt_objective)
 from fastprompt.vectors.compare import (SimilarityTable, across_inits, across_tasks, cosine_similarity,
                                         l2_distance, mean_abs_difference, pairwise)
-from fastprompt.vectors.init import (init_from_vectors, prompt_tuning_from_vectors, random_init,
-                                     soft_prompt_from_vectors)
+from fastprompt.vectors.init import (embedding_std, init_from_vectors, prompt_tuning_from_vectors, random_init,
+                                     regenerate_init, soft_prompt_from_vectors)
 from fastprompt.vectors.vector import MERGE_METHODS, TaskPromptVector
 
 __all__ = [
     "CheckpointNotFoundError", "CoefficientSearch", "LearnedCoefficients", "MERGE_METHODS", "MixingCoefficients",
     "PromptBank", "SimilarityTable", "TaskPromptVector", "across_inits", "across_tasks", "cosine_similarity",
-    "grid_search_coefficients", "init_from_vectors", "l2_distance", "learn_coefficients", "mean_abs_difference",
-    "pairwise", "prompt_objective", "prompt_tuning_from_vectors", "random_init", "read_prompt",
+    "embedding_std", "grid_search_coefficients", "init_from_vectors", "l2_distance", "learn_coefficients", "mean_abs_difference",
+    "pairwise", "prompt_objective", "prompt_tuning_from_vectors", "random_init", "read_prompt", "regenerate_init",
     "soft_prompt_from_vectors",
 ]

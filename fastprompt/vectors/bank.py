@@ -8,6 +8,10 @@ from fastprompt.vectors.init import vector_bank
 from fastprompt.vectors.vector import TaskPromptVector
 
 
+def _weight_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 class PromptBank(nn.Module):
     """A bank of T task prompt vectors (T, L, d) plus an optional base prompt (L, d).
 
@@ -47,7 +51,8 @@ class PromptBank(nn.Module):
         self.register_buffer("bank", bank.clone())
         self.register_buffer("base", base)
         # rows of the lookup table: one-hot rows of the tasks, then the registered mixes
-        self.register_buffer("table", torch.eye(count, dtype=bank.dtype, device=bank.device))
+        # (float32, float64 for a float64 bank: the op accumulates in that type)
+        self.register_buffer("table", torch.eye(count, dtype=_weight_dtype(bank.dtype), device=bank.device))
         self.task_names: List[str] = names
         self.mix_names: List[str] = []
 
@@ -84,11 +89,11 @@ class PromptBank(nn.Module):
             unknown = [k for k in weights if k not in self.task_names]
             if unknown:
                 raise ValueError(f"weights: unknown tasks {unknown}; tasks are {self.task_names}")
-            row = torch.zeros(t, dtype=self.bank.dtype)
+            row = torch.zeros(t, dtype=self.table.dtype)
             for k, v in weights.items():
                 row[self.task_names.index(k)] = float(v)
         else:
-            row = torch.as_tensor(weights, dtype=self.bank.dtype)
+            row = torch.as_tensor(weights, dtype=self.table.dtype)
             if row.dim() != 1 or row.shape[0] != t:
                 raise ValueError(f"weights: expected one weight per task ({t}), got shape {tuple(row.shape)}")
         if not torch.isfinite(row).all():
@@ -117,7 +122,7 @@ class PromptBank(nn.Module):
             if mix.is_floating_point():
                 if mix.dim() not in (1, 2) or mix.shape[-1] != t:
                     raise ValueError(f"mix: expected weights (B, {t}) or ({t},), got shape {tuple(mix.shape)}")
-                return mix.to(device=self.bank.device, dtype=self.bank.dtype)
+                return mix.to(device=self.bank.device, dtype=_weight_dtype(mix.dtype))
             if mix.dtype == torch.bool or mix.dim() != 1:
                 raise ValueError(f"mix: expected an integer tensor (B,) of tenant indices, got {mix.dtype} "
                                  f"of shape {tuple(mix.shape)}")

@@ -232,7 +232,7 @@ class MixingCoefficients(nn.Module):
     def forward(self) -> torch.Tensor:
         import fastprompt
 
-        return fastprompt.combine(self.bank, self.weights().to(self.bank.dtype), base=self.base)
+        return fastprompt.combine(self.bank, self.weights(), base=self.base)
 
     def extra_repr(self) -> str:
         return f"num_vectors={self.num_vectors}, prompt_shape={tuple(self.bank.shape[1:])}, " \
