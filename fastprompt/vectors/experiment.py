@@ -156,6 +156,18 @@ def main():  # pragma: no cover - a demo
     result = transfer_experiment(model, src, tgt, steps=40, target_steps=10)
     print(f"target task {family[2].name}, sources {list(src)}")
     print(result.summary())
+    # choose the coefficients on the target's validation batches instead of the plain mean
+    from fastprompt.methods import PromptTuningConfig, PromptTuningModel
+    from fastprompt.vectors.coefficients import grid_search_coefficients, learn_coefficients
+
+    scorer = PromptTuningModel(model, PromptTuningConfig(num_virtual_tokens=4, init="random", seed=1000))
+    init = scorer.prompt().detach().clone()
+    search = grid_search_coefficients(init, result.vectors, model=scorer, batches=tgt, grid=[0, 0.25, 0.5, 1, 1.5])
+    print(f"grid search: best coefficients {search.best}, loss {search.best_score:.4f} "
+          f"({len(search.table)} candidates)")
+    learned = learn_coefficients(init, result.vectors, model=scorer, batches=tgt, steps=30, lr=0.1)
+    print(f"learned coefficients {tuple(round(c, 3) for c in learned.coefficients)}, "
+          f"loss {learned.losses[0]:.4f} -> {learned.losses[-1]:.4f}")
 
 
 if __name__ == "__main__":  # pragma: no cover
