@@ -14,7 +14,7 @@ from fastprompt.vectors import (CheckpointNotFoundError, MixingCoefficients, Pro
 from fastprompt.vectors import tasks as T
 from fastprompt.vectors.experiment import transfer_experiment, tiny_llama, tune_prompt
 
-from conftest import DEVICES
+from conftest import DEVICES, assert_close
 
 L, D = 5, 12
 
@@ -139,6 +139,13 @@ def test_merge_methods(device, method):
     assert merged.task.startswith(method)
     again = TaskPromptVector.merge(vs, method, weights=w, density=0.4, sign="frequency", seed=11)
     assert torch.equal(merged.tau, again.tau)  # DARE reproducible from the seed
+
+
+def test_merge_of_vectors_that_require_grad():
+    vs = [TaskPromptVector(torch.randn(L, D, requires_grad=True)) for _ in range(2)]
+    merged = TaskPromptVector.merge(vs, "dare", weights=torch.tensor([1.0, 2.0], requires_grad=True),
+                                    density=0.5, seed=0)
+    assert not merged.tau.requires_grad and merged.shape == (L, D)
 
 
 def test_merge_matches_peft():
@@ -745,8 +752,6 @@ def test_low_precision_and_double(dtype):
     expected = base.double() + torch.einsum("bt,tld->bld", w, torch.stack([v.tau.double() for v in vs]))
     out = bank(w.float() if dtype != torch.float64 else w)
     assert out.dtype == dtype
-    from conftest import assert_close
-
     assert_close(out, expected, dtype, scale=4)
     assert_close(init_from_vectors(base, vs, [0.5, 1.0, 2.0]),
                  base.double() + 0.5 * vs[0].tau.double() + vs[1].tau.double() + 2 * vs[2].tau.double(), dtype, scale=4)

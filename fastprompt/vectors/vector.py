@@ -374,12 +374,13 @@ def check_weights(weights, count: int, like: torch.Tensor, name: str = "weights"
     """weights as a (count,) tensor on like's device (None stays None)."""
     if weights is None:
         return None
-    w = torch.as_tensor(weights, dtype=torch.float32 if like.dtype != torch.float64 else torch.float64)
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32   # the op accumulates in it
+    w = torch.as_tensor(weights).detach().to(dtype=dtype)
     if w.dim() != 1 or w.shape[0] != count:
         raise ValueError(f"{name}: expected one weight per vector ({count}), got shape {tuple(w.shape)}")
     if not torch.isfinite(w).all():
         raise ValueError(f"{name}: expected finite weights, got {w.tolist()}")
-    return w.to(device=like.device, dtype=like.dtype)
+    return w.to(device=like.device)
 
 
 def check_density(density) -> float:
