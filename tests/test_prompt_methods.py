@@ -49,6 +49,16 @@ def tiny_t5(seed=0):
     return transformers.T5ForConditionalGeneration(cfg).eval()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models here are far too small for intra-op threads to help; one thread avoids
+    their overhead (and oversubscription on busy machines)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 BACKBONES = {"bert": tiny_bert, "llama": tiny_llama, "gpt2": tiny_gpt2, "t5": tiny_t5}
 
 
@@ -174,10 +184,13 @@ def test_decoder_generate_with_kv_cache(method, backbone):
     assert cached.shape == (3, 12)
     assert torch.equal(cached[:, :7], ids)  # aligned with the caller's input_ids
     assert torch.equal(cached, full)
-    # the first new token is the greedy choice of the wrapper's forward
-    logits = wrapper(input_ids=ids).logits
-    assert logits.shape == (3, 7, VOCAB)
-    assert torch.equal(logits[:, -1].argmax(-1), cached[:, 7])
+    # greedy decoding with the wrapper's forward on the growing sequence gives the same tokens
+    # (for DePT / EPT the generated positions get their offset rows too)
+    assert wrapper(input_ids=ids).logits.shape == (3, 7, VOCAB)
+    seq = ids
+    for _ in range(5):
+        seq = torch.cat([seq, wrapper(input_ids=seq).logits[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(seq, cached)
     # max_length counts the caller's tokens
     assert wrapper.generate(input_ids=ids, max_length=9, do_sample=False, pad_token_id=0).shape == (3, 9)
 
@@ -282,3 +295,321 @@ def test_load_onto_mismatched_backbone_raises(tmp_path):
         EPTModel.from_pretrained(tiny_llama(), tmp_path / "p")
     with pytest.raises(FileNotFoundError, match="prompt_config.json"):
         PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "missing")
+
+
+# ---- PEFT interop --------------------------------------------------------------------------------
+
+PEFT_TASKS = {"bert": "SEQ_CLS", "llama": "CAUSAL_LM", "gpt2": "CAUSAL_LM", "t5": "SEQ_2_SEQ_LM"}
+
+
+def peft_logits(model, backbone, ids, am, num):
+    extra = {"decoder_input_ids": ids[:, :3]} if backbone == "t5" else {}
+    logits = model(input_ids=ids, attention_mask=am, **extra).logits
+    return logits[:, num:] if backbone in ("llama", "gpt2") else logits  # PEFT keeps the virtual positions
+
+
+def ours_logits(wrapper, backbone, ids, am):
+    extra = {"decoder_input_ids": ids[:, :3]} if backbone == "t5" else {}
+    return wrapper(input_ids=ids, attention_mask=am, **extra).logits
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_peft_adapter_loads_into_fastprompt_with_equal_logits(tmp_path, backbone):
+    peft = pytest.importorskip("peft", reason="peft is needed for the interop tests")
+    config = peft.PromptTuningConfig(task_type=PEFT_TASKS[backbone], num_virtual_tokens=5,
+                                     prompt_tuning_init="RANDOM")
+    torch.manual_seed(1)
+    peft_model = peft.get_peft_model(BACKBONES[backbone](), config).eval()
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.mul_(0.3)  # a scale the tiny models like
+        if backbone == "bert":  # PEFT trains the classification head of SEQ_CLS models with the prompt
+            perturb(peft_model.base_model.classifier.modules_to_save["default"], 9)
+    peft_model.save_pretrained(str(tmp_path / "peft"))
+
+    wrapper = PromptTuningModel.from_peft(BACKBONES[backbone](), tmp_path / "peft")
+    assert wrapper.num_virtual_tokens == 5
+    if backbone == "bert":  # the head came with the adapter, trains with the prompt, and is saved with it
+        assert wrapper.prompt_config.modules_to_save == ["classifier"]
+        assert wrapper.base_model.classifier.weight.requires_grad
+        assert not wrapper.base_model.bert.embeddings.word_embeddings.weight.requires_grad
+    ids = torch.randint(3, VOCAB, (3, 7))
+    am = torch.ones_like(ids)
+    am[0, 5:] = 0
+    expected = peft_logits(peft_model, backbone, ids, am, 5)
+    torch.testing.assert_close(ours_logits(wrapper, backbone, ids, am), expected, rtol=1e-5, atol=1e-5)
+    wrapper.save_pretrained(tmp_path / "ours")
+    reloaded = PromptTuningModel.from_pretrained(BACKBONES[backbone](), tmp_path / "ours")
+    torch.testing.assert_close(ours_logits(reloaded, backbone, ids, am), expected, rtol=1e-5, atol=1e-5)
+    if backbone in ("llama", "gpt2", "t5"):
+        kwargs = dict(max_new_tokens=4, do_sample=False, pad_token_id=0)
+        ids = ids[1:]
+        ours = wrapper.generate(input_ids=ids, **kwargs)
+        theirs = peft_model.generate(input_ids=ids, **kwargs)
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_fastprompt_export_loads_into_peft_with_equal_logits(tmp_path, backbone):
+    peft = pytest.importorskip("peft", reason="peft is needed for the interop tests")
+    wrapper = PromptTuningModel(BACKBONES[backbone](), num_virtual_tokens=4, init="vocab", seed=3)
+    perturb(wrapper.prompt_encoder, 2, scale=0.1)
+    wrapper.export_peft(tmp_path / "export")
+    assert (tmp_path / "export" / "adapter_config.json").is_file()
+    assert (tmp_path / "export" / "adapter_model.safetensors").is_file()
+
+    peft_model = peft.PeftModel.from_pretrained(BACKBONES[backbone](), str(tmp_path / "export")).eval()
+    assert peft_model.peft_config["default"].task_type == PEFT_TASKS[backbone]
+    ids = torch.randint(3, VOCAB, (3, 7))
+    am = torch.ones_like(ids)
+    am[2, 4:] = 0
+    torch.testing.assert_close(peft_logits(peft_model, backbone, ids, am, 4),
+                               ours_logits(wrapper, backbone, ids, am), rtol=1e-5, atol=1e-5)
+    # and back: PEFT's adapter re-imported gives the same prompt
+    peft_model.save_pretrained(str(tmp_path / "again"))
+    again = PromptTuningModel.from_peft(BACKBONES[backbone](), tmp_path / "again")
+    torch.testing.assert_close(again.prompt(), wrapper.prompt())
+
+
+def test_peft_interop_errors(tmp_path):
+    wrapper = DePTModel(tiny_bert(), num_virtual_tokens=3, rank=2, max_len=8)
+    with pytest.raises(ValueError, match="export_peft.*'dept'"):
+        wrapper.export_peft(tmp_path / "x")
+    plain = PromptTuningModel(tiny_bert(), num_virtual_tokens=3)
+    plain.export_peft(tmp_path / "ok")
+    with pytest.raises(ValueError, match="hidden size 32; this model has hidden size 48"):
+        PromptTuningModel.from_peft(tiny_bert(hidden=48), tmp_path / "ok")
+    import json
+
+    cfg = json.loads((tmp_path / "ok" / "adapter_config.json").read_text())
+    cfg["peft_type"] = "LORA"
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="PROMPT_TUNING"):
+        PromptTuningModel.from_peft(tiny_bert(), tmp_path / "lora")
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        PromptTuningModel.from_peft(tiny_bert(), tmp_path / "missing")
+
+
+# ---- initialisation ------------------------------------------------------------------------------
+
+def word_tokenizer(tmp_path=None):
+    tokenizers = pytest.importorskip("tokenizers")
+    words = ["[PAD]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(3, VOCAB)]
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[PAD]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]")
+    if tmp_path is not None:
+        fast.save_pretrained(str(tmp_path))
+    return fast
+
+
+def test_init_from_text_vocab_tensor(tmp_path):
+    model = tiny_llama()
+    table = model.get_input_embeddings().weight
+    # text: token embeddings of the text, repeated / truncated to L (PEFT's rule)
+    tokenizer = word_tokenizer()
+    wrapper = PromptTuningModel(model, num_virtual_tokens=7, init="text", init_text="w5 w9 w4", tokenizer=tokenizer)
+    torch.testing.assert_close(wrapper.prompt(), table[[5, 9, 4, 5, 9, 4, 5]])
+    short = PromptTuningModel(tiny_llama(), num_virtual_tokens=2, init="text", init_text="w5 w9 w4",
+                              tokenizer=tokenizer)
+    torch.testing.assert_close(short.prompt(), table[[5, 9]])
+    # the same as PEFT's TEXT initialisation (tokenizer from a folder)
+    peft = pytest.importorskip("peft")
+    word_tokenizer(tmp_path / "tok")
+    theirs = peft.get_peft_model(tiny_llama(), peft.PromptTuningConfig(
+        task_type="CAUSAL_LM", num_virtual_tokens=7, prompt_tuning_init="TEXT", prompt_tuning_init_text="w5 w9 w4",
+        tokenizer_name_or_path=str(tmp_path / "tok")))
+    torch.testing.assert_close(theirs.prompt_encoder["default"].embedding.weight, wrapper.prompt())
+    by_name = PromptTuningModel(tiny_llama(), num_virtual_tokens=7, init="text", init_text="w5 w9 w4",
+                                tokenizer_name_or_path=str(tmp_path / "tok"))
+    torch.testing.assert_close(by_name.prompt(), wrapper.prompt())
+    # vocab: rows of the embedding table, reproducible with a seed
+    vocab = PromptTuningModel(tiny_llama(), num_virtual_tokens=5, init="vocab", seed=7)
+    rows = [(vocab.prompt()[i] == table).all(1).nonzero() for i in range(5)]
+    assert all(len(r) >= 1 for r in rows)
+    torch.testing.assert_close(PromptTuningModel(tiny_llama(), num_virtual_tokens=5, init="vocab", seed=7).prompt(),
+                               vocab.prompt())
+    # random: seeded, the scale of the word embeddings
+    a = PromptTuningModel(tiny_llama(), num_virtual_tokens=50, seed=1).prompt()
+    torch.testing.assert_close(PromptTuningModel(tiny_llama(), num_virtual_tokens=50, seed=1).prompt(), a)
+    assert abs(a.std().item() - table.std().item()) < 0.3 * table.std().item()
+    # tensor: any tensor (L, d), copied; DePT / EPT initialise their short prompt the same way
+    source = torch.randn(32, 4, dtype=torch.float64).t()
+    t = PromptTuningModel(tiny_llama(), num_virtual_tokens=4, init="tensor", init_tensor=source)
+    torch.testing.assert_close(t.prompt(), source.float())
+    assert t.prompt().data_ptr() != source.data_ptr()
+    d = DePTModel(tiny_llama(), num_virtual_tokens=4, rank=2, max_len=8, init="tensor", init_tensor=source)
+    torch.testing.assert_close(d.prompt(), source.float())
+
+
+def test_config_and_input_errors():
+    with pytest.raises(ValueError, match="init: expected one of"):
+        PromptTuningConfig(num_virtual_tokens=4, init="zeros")
+    with pytest.raises(ValueError, match="init_tensor: expected shape \\(4, dim\\)"):
+        PromptTuningConfig(num_virtual_tokens=4, init="tensor", init_tensor=torch.randn(5, 32))
+    with pytest.raises(ValueError, match="init_tensor: expected shape \\(4, 32\\)"):
+        PromptTuningModel(tiny_llama(), num_virtual_tokens=4, init="tensor", init_tensor=torch.randn(4, 31))
+    with pytest.raises(ValueError, match="init_tensor: init='tensor' needs"):
+        PromptTuningModel(tiny_llama(), num_virtual_tokens=4, init="tensor")
+    with pytest.raises(ValueError, match="init_text"):
+        PromptTuningModel(tiny_llama(), num_virtual_tokens=4, init="text")
+    with pytest.raises(ValueError, match="tokenizer"):
+        PromptTuningModel(tiny_llama(), num_virtual_tokens=4, init="text", init_text="hello")
+    with pytest.raises(ValueError, match="num_virtual_tokens"):
+        PromptTuningModel(tiny_llama(), num_virtual_tokens=0)
+    with pytest.raises(ValueError, match="rank"):
+        DePTModel(tiny_llama(), num_virtual_tokens=4, rank=0)
+    with pytest.raises(ValueError, match="gate"):
+        from fastprompt.methods import EPTModel
+
+        EPTModel(tiny_llama(), num_virtual_tokens=4, gate="mixture")
+    with pytest.raises(ValueError, match="config: DePTModel expects a DePTConfig"):
+        DePTModel(tiny_llama(), PromptTuningConfig(num_virtual_tokens=4))
+    with pytest.raises(ValueError, match="expects a PromptTuningConfig, got DePTConfig \\(use DePTModel\\)"):
+        PromptTuningModel(tiny_llama(), DePTConfig(num_virtual_tokens=4))
+    # inputs longer than the offset's max_len
+    for method in ("dept", "ept"):
+        wrapper = wrap(method, tiny_llama(), max_len=8)
+        wrapper(input_ids=torch.randint(3, VOCAB, (2, 8)))
+        with pytest.raises(ValueError, match="input_ids: inputs of 9 tokens are longer than .*max_len \\(8\\)"):
+            wrapper(input_ids=torch.randint(3, VOCAB, (2, 9)))
+        with pytest.raises(ValueError, match="max_len"):
+            wrapper.generate(input_ids=torch.randint(3, VOCAB, (2, 9)), max_new_tokens=2)
+        with pytest.raises(ValueError, match="position 8 is beyond the low-rank offset's max_len \\(8\\)"):
+            wrapper.generate(input_ids=torch.randint(3, VOCAB, (2, 6)), max_new_tokens=4, do_sample=False,
+                             pad_token_id=0)
+    wrapper = PromptTuningModel(tiny_llama(), num_virtual_tokens=3)
+    with pytest.raises(ValueError, match="attention_mask: expected shape"):
+        wrapper(input_ids=torch.randint(3, VOCAB, (2, 5)), attention_mask=torch.ones(2, 4))
+    with pytest.raises(ValueError, match="input_ids"):
+        wrapper(input_ids=torch.randint(3, VOCAB, (5,)))
+    with pytest.raises(ValueError, match="generate"):
+        PromptTuningModel(tiny_bert(), num_virtual_tokens=3).generate(input_ids=torch.randint(3, VOCAB, (2, 5)))
+
+
+# ---- parameter budget ----------------------------------------------------------------------------
+
+def test_parameter_budget_helper():
+    # DePT's main setting: L=100 on T5-base (d=768), max_len 256 -> m=60, r=30, exactly L*d
+    assert match_prompt_budget(100, 768, 256) == (60, 30)
+    assert dept_parameter_count(60, 30, 768, 256) == 100 * 768
+    m, r = match_prompt_budget(100, 768, 256, num_tokens=40)
+    assert m == 40 and dept_parameter_count(m, r, 768, 256) <= 100 * 768 < dept_parameter_count(m, r + 1, 768, 256)
+    m, r = match_prompt_budget(100, 768, 256, rank=45)
+    assert r == 45 and dept_parameter_count(m, r, 768, 256) <= 100 * 768 < dept_parameter_count(m + 1, r, 768, 256)
+    with pytest.raises(ValueError, match="rank"):
+        match_prompt_budget(10, 32, 256, rank=5)
+    with pytest.raises(ValueError, match="num_tokens"):
+        match_prompt_budget(10, 32, 256, num_tokens=10)
+    with pytest.raises(ValueError, match="at most one"):
+        match_prompt_budget(10, 32, 256, num_tokens=2, rank=1)
+    # the wrappers report what they train
+    m, r = match_prompt_budget(20, 32, 16)
+    dept = DePTModel(tiny_llama(), num_virtual_tokens=m, rank=r, max_len=16)
+    assert dept.num_trainable_parameters() == dept_parameter_count(m, r, 32, 16) <= 20 * 32
+    report = dept.parameter_report()
+    assert report["trainable"] == dept.num_trainable_parameters()
+    assert report["prompt_weight"] == m * 32 and report["offset_A"] == 16 * r
+    assert report["backbone"] == sum(p.numel() for p in dept.base_model.parameters())
+    plain = PromptTuningModel(tiny_llama(), num_virtual_tokens=20)
+    assert plain.num_trainable_parameters() == 20 * 32
+    # separate learning rates
+    groups = dept.param_groups(0.3, 1e-4)
+    assert groups[0]["lr"] == 0.3 and groups[1]["lr"] == 1e-4
+    assert [p.shape for p in groups[1]["params"]] == [(16, r), (r, 32)]
+    assert sum(len(g["params"]) for g in groups) == len(dept.trainable_parameters())
+
+
+# ---- the EPT prompt module -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gate", ["per_row", "shared"])
+def test_ept_prompt_matches_reference_float64(device, gate):
+    from fastprompt.reference import ept_prompt_ref_from_module
+
+    torch.manual_seed(0)
+    module = fastprompt.nn.EPTPrompt(7, 13, 3, 24, num_spaces=5, gate=gate, dtype=torch.float64).to(device)
+    perturb(module, 1)  # B away from zero, gates away from uniform
+    out = module()
+    ref = ept_prompt_ref_from_module(module)
+    assert out.shape == (7, 24) and out.dtype == torch.float64
+    assert_close(out, ref, torch.float64)
+    grad = torch.randn_like(out)
+    params = list(module.parameters())
+    got = torch.autograd.grad(out, params, grad)
+    want = torch.autograd.grad(ref, params, grad)
+    for (name, _), a, b in zip(module.named_parameters(), got, want):
+        assert_close(a, b, torch.float64, msg=f"gradient of {name}")
+
+
+def test_ept_prompt_structure_and_float32():
+    from fastprompt.reference import ept_prompt_ref, ept_prompt_ref_from_module
+
+    module = fastprompt.nn.EPTPrompt(6, 20, 4, 32, num_spaces=4, gate="shared")
+    assert module.projection.gate_logits.shape == (4,) and torch.count_nonzero(module.offset.B) == 0
+    assert_close(module(), ept_prompt_ref_from_module(module), torch.float32, scale=5)
+    # with B = 0 the knowledge is zero: fusion is self-attention over the prompt plus zero rows
+    p = module.prompt.weight
+    attn = torch.softmax(torch.cat([p @ p.t(), torch.zeros(6, 20)], 1) / 32 ** 0.5, 1)
+    fused = p + attn[:, :6] @ p
+    torch.testing.assert_close(module.fuse(), fused)
+    # the reference with a uniform gate equals shared logits of zero
+    proj = module.projection
+    torch.testing.assert_close(ept_prompt_ref(p, module.offset.A, module.offset.B, proj.weight, proj.bias),
+                               module(), rtol=1e-5, atol=1e-6)
+
+
+# ---- Trainer ---------------------------------------------------------------------------------------
+
+def test_works_with_transformers_trainer(tmp_path):
+    from fastprompt.methods import EPTModel, PromptTuningTrainer
+
+    wrapper = EPTModel(tiny_gpt2(), num_virtual_tokens=4, rank=4, max_len=16, num_spaces=2)  # GPT-2 ties weights
+    data = copy_batch(0, batch=32)
+
+    class Data(torch.utils.data.Dataset):
+        def __len__(self):
+            return 32
+
+        def __getitem__(self, i):
+            return {k: v[i] for k, v in data.items()}
+
+    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4, learning_rate=2e-2,
+                  report_to=[], save_strategy="steps", save_steps=4, logging_steps=1,
+                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    params = inspect.signature(transformers.TrainingArguments).parameters
+    args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+    before = [p.clone() for p in wrapper.trainable_parameters()]
+    optimizer = torch.optim.AdamW(wrapper.param_groups(2e-2, 1e-3))
+    trainer = PromptTuningTrainer(model=wrapper, args=args, train_dataset=Data(), optimizers=(optimizer, None))
+    result = trainer.train()
+    assert result.training_loss > 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, wrapper.trainable_parameters()))
+    loaded = PromptTuningModel.from_pretrained(tiny_gpt2(), tmp_path / "checkpoint-4")
+    assert isinstance(loaded, EPTModel)
+    wrapper.eval()
+    ids = data["input_ids"][:2]
+    torch.testing.assert_close(loaded(input_ids=ids).logits, wrapper(input_ids=ids).logits)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_run_matches_cpu(device):
+    wrapper = wrap("ept", tiny_llama())
+    perturb(wrapper.prompt_encoder, 4, scale=0.3)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    expected = wrapper(input_ids=ids).logits
+    wrapper.to(device)
+    out = wrapper(input_ids=ids.to(device)).logits
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-4, atol=1e-4)
+    out.sum().backward()
+    assert all(p.grad is not None for p in wrapper.trainable_parameters())
+
+
+def test_bfloat16_backbone_with_float32_prompt():
+    wrapper = wrap("ept", tiny_llama().to(torch.bfloat16))
+    ids = torch.randint(3, VOCAB, (2, 6))
+    out = wrapper(input_ids=ids, labels=ids)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in wrapper.trainable_parameters())
+    assert wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (2, 9)

@@ -21,6 +21,7 @@ namespace multispace_project {
 namespace FP_CPU_ISA {
 
 constexpr int kLanes = 16;
+constexpr int kTile = 32;  // outputs held in registers across the N spaces
 
 // softmax of n logits (or 1/n for nullptr) into g
 template <typename S, typename A>
@@ -76,18 +77,26 @@ void fold(const Problem& pb, const S* weight, const S* bias, const S* logits, S*
   std::vector<A> g(n);
   softmax_row(logits, n, g.data());
   parallel_for(pf, fold_chunks(pb), 1, [&](int64_t c0, int64_t c1) {
-    A buf[kChunk];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t e0 = c * kChunk, len = std::min(kChunk, e - e0);
-      const S* w = weight + e0;
-      const A g0 = g[0];
-      for (int64_t i = 0; i < len; ++i) buf[i] = g0 * A(Convert<S>::load(w[i]));
-      for (int64_t k = 1; k < n; ++k) {
-        const S* wk = w + k * e;
-        const A gk = g[k];
-        for (int64_t i = 0; i < len; ++i) buf[i] += gk * A(Convert<S>::load(wk[i]));
+      // kTile outputs stay in registers while the N weight streams go by
+      int64_t i = 0;
+      for (; i + kTile <= len; i += kTile) {
+        A acc[kTile];
+        const S* w = weight + e0 + i;
+        FP_UNROLL for (int l = 0; l < kTile; ++l) acc[l] = g[0] * A(Convert<S>::load(w[l]));
+        for (int64_t k = 1; k < n; ++k) {
+          const S* wk = w + k * e;
+          const A gk = g[k];
+          FP_UNROLL for (int l = 0; l < kTile; ++l) acc[l] += gk * A(Convert<S>::load(wk[l]));
+        }
+        FP_UNROLL for (int l = 0; l < kTile; ++l) w_eff[e0 + i + l] = Convert<S>::store(acc[l]);
       }
-      for (int64_t i = 0; i < len; ++i) w_eff[e0 + i] = Convert<S>::store(buf[i]);
+      for (; i < len; ++i) {
+        A acc = 0;
+        for (int64_t k = 0; k < n; ++k) acc += g[k] * A(Convert<S>::load(weight[k * e + e0 + i]));
+        w_eff[e0 + i] = Convert<S>::store(acc);
+      }
     }
   });
   if (bias != nullptr) {
@@ -152,27 +161,45 @@ void rows_forward(const Problem& pb, S* proj, const S* bias, const S* logits, S*
   using A = acc_t<S>;
   const int64_t n = pb.spaces, d = pb.d_out;
   parallel_for(pf, pb.rows, row_grain(pb), [&](int64_t m0, int64_t m1) {
-    std::vector<A> g(n), acc(d), bias_a(bias != nullptr ? n * d : 0);
+    std::vector<A> g(n), bias_a(bias != nullptr ? n * d : 0);
     if (bias != nullptr) load_row(bias, n * d, bias_a.data());
     for (int64_t m = m0; m < m1; ++m) {
       softmax_row(logits + m * n, n, g.data());
-      std::fill(acc.begin(), acc.end(), A(0));
-      for (int64_t k = 0; k < n; ++k) {
-        S* p = proj + (m * n + k) * d;
-        const A gk = g[k];
-        if (bias != nullptr) {
-          const A* b = bias_a.data() + k * d;
-          for (int64_t o = 0; o < d; ++o) {
-            const A v = A(Convert<S>::load(p[o])) + b[o];
-            p[o] = Convert<S>::store(v);
-            acc[o] += gk * v;
-          }
-        } else {
-          for (int64_t o = 0; o < d; ++o) acc[o] += gk * A(Convert<S>::load(p[o]));
-        }
-      }
       S* y = out + m * d;
-      for (int64_t o = 0; o < d; ++o) y[o] = Convert<S>::store(acc[o]);
+      // kTile outputs in registers across the N spaces; each projection row read (and, with a
+      // bias, rewritten as P + b) once
+      int64_t o = 0;
+      for (; o + kTile <= d; o += kTile) {
+        A acc[kTile] = {};
+        for (int64_t k = 0; k < n; ++k) {
+          S* p = proj + (m * n + k) * d + o;
+          const A gk = g[k];
+          if (bias != nullptr) {
+            const A* b = bias_a.data() + k * d + o;
+            FP_UNROLL for (int l = 0; l < kTile; ++l) {
+              const A v = A(Convert<S>::load(p[l])) + b[l];
+              p[l] = Convert<S>::store(v);
+              acc[l] += gk * v;
+            }
+          } else {
+            FP_UNROLL for (int l = 0; l < kTile; ++l) acc[l] += gk * A(Convert<S>::load(p[l]));
+          }
+        }
+        FP_UNROLL for (int l = 0; l < kTile; ++l) y[o + l] = Convert<S>::store(acc[l]);
+      }
+      for (; o < d; ++o) {
+        A acc = 0;
+        for (int64_t k = 0; k < n; ++k) {
+          S* p = proj + (m * n + k) * d + o;
+          A v = A(Convert<S>::load(*p));
+          if (bias != nullptr) {
+            v += bias_a[k * d + o];
+            *p = Convert<S>::store(v);
+          }
+          acc += g[k] * v;
+        }
+        y[o] = Convert<S>::store(acc);
+      }
     }
   });
 }

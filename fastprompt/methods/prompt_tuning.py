@@ -71,6 +71,9 @@ class PromptTuningConfig:
         init_tensor: tensor for ``init="tensor"`` (not saved in the config; the weights are).
         seed: seed of the random / vocabulary initialisation (None: torch's global generator).
         tokenizer_name_or_path: tokenizer for ``init="text"`` when none is passed.
+        modules_to_save: names of backbone sub-modules (e.g. ``["classifier"]``, a freshly
+            initialised classification head) that train with the prompt and are saved with it
+            (as PEFT's ``modules_to_save``). Default: none, the whole backbone stays frozen.
     """
 
     num_virtual_tokens: int = 20
@@ -79,6 +82,7 @@ class PromptTuningConfig:
     init_tensor: Optional[torch.Tensor] = None
     seed: Optional[int] = None
     tokenizer_name_or_path: Optional[str] = None
+    modules_to_save: Optional[List[str]] = None
     # backbone the prompt belongs to (filled in from the model)
     token_dim: int = 0
     model_type: str = ""
@@ -219,6 +223,14 @@ def match_prompt_budget(num_virtual_tokens: int, dim: int, max_len: int, num_tok
     return num_tokens, int(r)
 
 
+def _has_submodule(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
+
+
 def _check_backbone(cfg: PromptTuningConfig, model: nn.Module, source) -> None:
     hidden = _config_attr(model, "hidden_size", "n_embd", "d_model")
     model_type = str(getattr(model.config, "model_type", ""))
@@ -275,15 +287,32 @@ class PromptTuningModel(nn.Module):
         self.model_type = str(getattr(model.config, "model_type", ""))
         for p in model.parameters():
             p.requires_grad_(False)
-        if config is not None and not isinstance(config, self.config_class):
+        if config is not None and type(config) is not self.config_class:
+            hint = METHOD_CLASSES.get(getattr(config, "method", None))
             raise ValueError(f"config: {type(self).__name__} expects a {self.config_class.__name__}, got "
-                             f"{type(config).__name__}")
+                             f"{type(config).__name__}" + (f" (use {hint.__name__})" if hint else ""))
         values = {f.name: getattr(config, f.name) for f in fields(self.config_class)} if config else {}
         values.update(config_kwargs)
         values.update(self._backbone_fields())
         self.prompt_config = self.config_class(**values)
         self.prompt_encoder = self._build_encoder(self.prompt_config)
         self._initialise(self.prompt_config, tokenizer)
+        for name in self.prompt_config.modules_to_save or []:
+            self._saved_module(name).requires_grad_(True)
+
+    def _saved_module(self, name: str) -> nn.Module:
+        try:
+            return self.base_model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"modules_to_save: {type(self.base_model).__name__} has no sub-module {name!r}") from None
+
+    def _saved_module_parameters(self) -> Dict[str, nn.Parameter]:
+        """``base_model.<module>.<parameter>`` -> parameter, for modules_to_save."""
+        out = {}
+        for name in self.prompt_config.modules_to_save or []:
+            for pname, p in self._saved_module(name).named_parameters():
+                out[f"base_model.{name}.{pname}"] = p
+        return out
 
     # ---- construction ------------------------------------------------------------------------
     @property
@@ -447,7 +476,14 @@ class PromptTuningModel(nn.Module):
             attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         if not self.is_encoder_decoder and kwargs.get("max_length") is not None and "max_new_tokens" not in kwargs:
             kwargs["max_new_tokens"] = max(0, int(kwargs.pop("max_length")) - input_ids.shape[1])
-        output = self.base_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        hook = None
+        if not self.is_encoder_decoder:
+            hook = self._decode_offset_hook(input_ids.shape[1])
+        try:
+            output = self.base_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
         if self.is_encoder_decoder:
             return output
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
@@ -462,9 +498,15 @@ class PromptTuningModel(nn.Module):
         output.sequences = full
         return output
 
+    def _decode_offset_hook(self, length: int):
+        """During generate(): a hook on the input embeddings for the decoding steps (None when the
+        method has no input offset)."""
+        return None
+
     # ---- training helpers --------------------------------------------------------------------
     def trainable_parameters(self) -> List[nn.Parameter]:
-        return [p for p in self.prompt_encoder.parameters() if p.requires_grad]
+        params = [p for p in self.prompt_encoder.parameters() if p.requires_grad]
+        return params + [p for p in self._saved_module_parameters().values() if p.requires_grad]
 
     def num_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
@@ -477,6 +519,8 @@ class PromptTuningModel(nn.Module):
         """Trainable parameters per part, the total, and the backbone's (frozen) parameters."""
         report = {name.replace(".", "_"): p.numel() for name, p in self.prompt_encoder.named_parameters()
                   if p.requires_grad}
+        for key, p in self._saved_module_parameters().items():
+            report[key.replace(".", "_")] = p.numel()
         report["trainable"] = self.num_trainable_parameters()
         report["backbone"] = sum(p.numel() for p in self.base_model.parameters())
         report["plain_prompt_equivalent_tokens"] = report["trainable"] / self.token_dim
@@ -490,14 +534,18 @@ class PromptTuningModel(nn.Module):
                 "offset.A": "lowrank_A", "offset.B": "lowrank_B"}.get(name, name)
 
     def _state_for_save(self) -> Dict[str, torch.Tensor]:
-        return {self._save_key(name): tensor.detach().contiguous().cpu()
-                for name, tensor in self.prompt_encoder.state_dict().items()}
+        state = {self._save_key(name): tensor.detach().contiguous().cpu()
+                 for name, tensor in self.prompt_encoder.state_dict().items()}
+        for key, p in self._saved_module_parameters().items():
+            state[key] = p.detach().contiguous().cpu()
+        return state
 
     def _load_state(self, state: Dict[str, torch.Tensor], source) -> None:
         own = self.prompt_encoder.state_dict()
         wanted = {self._save_key(name): name for name in own}
-        missing = sorted(set(wanted) - set(state))
-        unexpected = sorted(set(state) - set(wanted))
+        saved = self._saved_module_parameters()
+        missing = sorted((set(wanted) | set(saved)) - set(state))
+        unexpected = sorted(set(state) - set(wanted) - set(saved))
         if missing or unexpected:
             raise ValueError(f"{source}: weights do not match a {self.prompt_config.method!r} prompt "
                              f"(missing {missing}, unexpected {unexpected})")
@@ -505,7 +553,14 @@ class PromptTuningModel(nn.Module):
             if tuple(state[key].shape) != tuple(own[name].shape):
                 raise ValueError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, expected "
                                  f"{tuple(own[name].shape)}")
+        for key, p in saved.items():
+            if tuple(state[key].shape) != tuple(p.shape):
+                raise ValueError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, expected "
+                                 f"{tuple(p.shape)}")
         self.prompt_encoder.load_state_dict({name: state[key] for key, name in wanted.items()})
+        with torch.no_grad():
+            for key, p in saved.items():
+                p.copy_(state[key].to(p.device, p.dtype))
 
     def save_pretrained(self, directory: Union[str, Path]) -> None:
         """Write ``prompt_config.json`` and ``prompt_weights.safetensors``."""
@@ -542,7 +597,7 @@ class PromptTuningModel(nn.Module):
         values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in BACKBONE_FIELDS}
         values["init"] = "random"
         wrapper = klass(model, CONFIG_CLASSES[method](**values))
-        wrapper.prompt_config.init = cfg.init
+        wrapper.prompt_config.init = data.get("init", cfg.init)
         wrapper.prompt_config.seed = cfg.seed
         wrapper._load_state(load_file(str(weights_path)), weights_path)
         return wrapper
@@ -596,9 +651,18 @@ class PromptTuningModel(nn.Module):
             "modules_to_save": None,
         }
         del cfg
+        state = {"prompt_embeddings": self._soft_prompt().weight.detach().contiguous().cpu()}
+        # PEFT trains (and expects in the adapter) the classification head of SEQ_CLS / TOKEN_CLS
+        # models, and any other modules_to_save; write the backbone's current ones
+        heads = list(self.prompt_config.modules_to_save or [])
+        if peft_config["task_type"] in ("SEQ_CLS", "TOKEN_CLS"):
+            heads += [h for h in ("classifier", "score") if h not in heads and _has_submodule(self.base_model, h)]
+        for name in heads:
+            for pname, p in self._saved_module(name).named_parameters():
+                state[f"base_model.{name}.{pname}"] = p.detach().contiguous().cpu()
+        peft_config["modules_to_save"] = heads or None
         (directory / PEFT_CONFIG_NAME).write_text(json.dumps(peft_config, indent=2))
-        weight = self._soft_prompt().weight.detach().contiguous().cpu()
-        save_file({"prompt_embeddings": weight}, str(directory / PEFT_WEIGHTS_NAME), metadata={"format": "pt"})
+        save_file(state, str(directory / PEFT_WEIGHTS_NAME), metadata={"format": "pt"})
 
     @classmethod
     def from_peft(cls, model: nn.Module, directory: Union[str, Path]) -> "PromptTuningModel":
@@ -638,9 +702,19 @@ class PromptTuningModel(nn.Module):
         if (token_dim and int(token_dim) != int(hidden)) or weight.shape[1] != int(hidden):
             raise ValueError(f"{directory}: the adapter was trained for a backbone with hidden size "
                              f"{weight.shape[1]}; this model has hidden size {hidden}")
+        # modules PEFT saved with the prompt (e.g. a trained classification head): base_model.<module>.<param>
+        heads = sorted({k[len("base_model."):].rsplit(".", 1)[0] for k in state if k.startswith("base_model.")})
+        heads = [h.replace(".modules_to_save.default", "") for h in heads]
         config = PromptTuningConfig(num_virtual_tokens=length, init="tensor", init_tensor=weight[:length].float(),
-                                    tokenizer_name_or_path=data.get("tokenizer_name_or_path"))
-        return cls(model, config)
+                                    tokenizer_name_or_path=data.get("tokenizer_name_or_path"),
+                                    modules_to_save=heads or None)
+        wrapper = cls(model, config)
+        with torch.no_grad():
+            for key, p in wrapper._saved_module_parameters().items():
+                if key not in state:
+                    raise ValueError(f"{directory}: the adapter has no tensor {key!r}")
+                p.copy_(state[key].to(p.device, p.dtype))
+        return wrapper
 
     def extra_repr(self) -> str:
         return (f"method={self.prompt_config.method}, num_virtual_tokens={self.num_virtual_tokens}, "
@@ -666,6 +740,21 @@ class DePTModel(PromptTuningModel):
     def embed_inputs(self, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         embeds = super().embed_inputs(input_ids, inputs_embeds)
         return self.prompt_encoder.offset(embeds)
+
+    def _decode_offset_hook(self, length: int):
+        """The tokens generated after the input get the offset of their positions too (T, T+1, ...),
+        as they do in forward() on the whole sequence: the decoding steps embed new tokens
+        through the input-embedding module, which this hook extends. A generation that runs past
+        max_len raises ValueError."""
+        offset = self.prompt_encoder.offset
+        state = {"position": length}
+
+        def hook(module, args, output):
+            start = state["position"]
+            state["position"] = start + output.shape[-2]
+            return output + offset.rows(start, start + output.shape[-2]).to(output.dtype)
+
+        return self.word_embeddings.register_forward_hook(hook)
 
     def lowrank_parameters(self) -> List[nn.Parameter]:
         return [self.prompt_encoder.offset.A, self.prompt_encoder.offset.B]

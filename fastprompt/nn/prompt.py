@@ -87,6 +87,13 @@ class LowRankOffset(nn.Module):
                              f"max_len ({self.max_len}); truncate them or use a larger max_len")
         return self.A[:length] @ self.B
 
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Rows start..stop-1 of A @ B (the offset of positions start..stop-1)."""
+        if stop > self.max_len:
+            raise ValueError(f"input_ids: position {stop - 1} is beyond the low-rank offset's max_len "
+                             f"({self.max_len}); shorten the input or the generation, or use a larger max_len")
+        return self.A[start:stop] @ self.B
+
     def forward(self, embeds: torch.Tensor) -> torch.Tensor:
         if embeds.dim() < 2 or embeds.shape[-1] != self.dim:
             raise ValueError(f"embeds: expected shape (..., tokens, {self.dim}), got {tuple(embeds.shape)}")
@@ -177,16 +184,37 @@ class EPTPrompt(nn.Module):
 
     def fuse(self) -> torch.Tensor:
         """F = P + softmax(P [P; A B]^T / sqrt(d)) [P; A B], without forming A B."""
-        p, a, b = self.prompt.weight, self.offset.A, self.offset.B
-        m = p.shape[0]
-        scale = 1.0 / math.sqrt(p.shape[1])
-        scores = torch.cat([p @ p.t(), (p @ b.t()) @ a.t()], dim=1) * scale  # (m, m + l)
-        attn = torch.softmax(scores, dim=1)
-        return p + attn[:, :m] @ p + (attn[:, m:] @ a) @ b
+        return ept_fuse(self.prompt.weight, self.offset.A, self.offset.B)
 
     def forward(self) -> torch.Tensor:
-        fused = self.fuse()
-        return fused + self.projection(fused)
+        proj = self.projection
+        gate_net = proj.gate_net
+        return ept_prompt(self.prompt.weight, self.offset.A, self.offset.B, proj.weight, proj.bias,
+                          proj.gate_logits, gate_net.weight if gate_net is not None else None,
+                          gate_net.bias if gate_net is not None else None)
 
     def extra_repr(self) -> str:
         return f"projection_init_scale={self.projection_init_scale}"
+
+
+def ept_fuse(prompt: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """EPT's prompt fusion F = P + softmax(P [P; A B]^T / sqrt(d)) [P; A B] without forming A B:
+    P (A B)^T = (P B^T) A^T and softmax(.)_K (A B) = (softmax(.)_K A) B."""
+    m = prompt.shape[0]
+    scale = 1.0 / math.sqrt(prompt.shape[1])
+    scores = torch.cat([prompt @ prompt.t(), (prompt @ B.t()) @ A.t()], dim=1) * scale  # (m, m + l)
+    attn = torch.softmax(scores, dim=1)
+    return prompt + attn[:, :m] @ prompt + (attn[:, m:] @ A) @ B
+
+
+def ept_prompt(prompt, A, B, weight, bias=None, gate_logits=None, gate_weight=None, gate_bias=None) -> torch.Tensor:
+    """The EPT prompt Z (m, d) from its parameters (what :class:`EPTPrompt` computes; same
+    arguments as :func:`fastprompt.reference.ept_prompt_ref`): fusion, then
+    Z = F + multispace_project(F, weight, bias, gate) with the gate shared (``gate_logits``
+    (N,)), per row (``gate_weight`` (N, d), ``gate_bias`` (N,)), or uniform."""
+    from fastprompt.ops.multispace_project import multispace_project
+
+    fused = ept_fuse(prompt, A, B)
+    if gate_weight is not None:
+        gate_logits = torch.nn.functional.linear(fused, gate_weight, gate_bias)
+    return fused + multispace_project(fused, weight, bias, gate_logits)

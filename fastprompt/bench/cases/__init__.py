@@ -1,3 +1,4 @@
 """Benchmark cases, one module per op family; each exposes ``cases(device, quick) -> list[Case]``."""
 FAMILIES = ["rational", "attention_pool"]
 FAMILIES += ["vectors"]
+FAMILIES += ["ept"]
