@@ -760,3 +760,24 @@ def test_low_precision_and_double(dtype):
     assert mixer.coefficients.grad.dtype == torch.float32
     merged = TaskPromptVector.merge(vs, "ties", density=0.5)
     assert merged.dtype == dtype
+
+
+def test_mixing_coefficients_under_ddp(tmp_path):
+    """One-process DDP (gloo): the learnable coefficients are ordinary parameters."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo not available")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        vs = [_vec(i) for i in range(3)]
+        init = random_init(L, D, 0)
+        mixer = MixingCoefficients(vs, base=init)
+        ddp = torch.nn.parallel.DistributedDataParallel(mixer)
+        target = init + vs[0].tau
+        ((ddp() - target) ** 2).mean().backward()
+        plain = MixingCoefficients(vs, base=init)
+        ((plain() - target) ** 2).mean().backward()
+        torch.testing.assert_close(mixer.coefficients.grad, plain.coefficients.grad)
+    finally:
+        dist.destroy_process_group()
