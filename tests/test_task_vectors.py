@@ -639,6 +639,11 @@ def test_prompt_bank_compiles():
     compiled = torch.compile(bank, backend="aot_eager", fullgraph=True)
     w = torch.rand(4, 3)
     torch.testing.assert_close(compiled(w), bank(w))
+    mixer = MixingCoefficients([_vec(i) for i in range(3)], base=random_init(L, D, 0), parametrization="softmax")
+    compiled_mixer = torch.compile(mixer, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled_mixer(), mixer())
+    compiled_mixer().square().sum().backward()
+    assert mixer.logits.grad is not None and torch.isfinite(mixer.logits.grad).all()
 
 
 # ---- generated tasks ---------------------------------------------------------------------
