@@ -12,7 +12,7 @@ from fastprompt.vectors import (CheckpointNotFoundError, MixingCoefficients, Pro
                                 across_inits, across_tasks, grid_search_coefficients, init_from_vectors,
                                 learn_coefficients, pairwise, prompt_objective, random_init)
 from fastprompt.vectors import tasks as T
-from fastprompt.vectors.experiment import transfer_experiment, tiny_llama, tune_prompt
+from fastprompt.vectors.experiment import transfer_experiment, tiny_llama, tune_prompt, tune_vectors
 
 from conftest import DEVICES, assert_close
 
@@ -732,6 +732,23 @@ def test_transfer_from_related_tasks_lowers_the_starting_loss(one_thread):
     assert a.base_model == "tiny-llama" and a.init_seed == 0 and b.init_seed == 1
     assert -1.0 <= a.cosine_similarity(b) <= 1.0
     assert "vectors" in result.summary()
+
+
+@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
+def test_related_tasks_have_similar_vectors(one_thread):
+    """Vectors of two sentiment tasks are closer to each other than to a topic task's
+    (cosine across tasks, averaged over two init seeds; fixed seeds)."""
+    vocab = T.vocabulary()
+    tasks = T.sentiment_family(2, seed=0, num_train=48) + T.topic_family(1, seed=0, num_train=48)
+    model = tiny_llama(vocab.size)
+    batches = {t.name: T.batches(T.encode(t.train, t, vocab), 48) for t in tasks}
+    vectors = tune_vectors(model, batches, seeds=(0, 1), prompt_length=4, steps=40, lr=0.3)
+    assert [(v.task, v.init_seed) for v in vectors[:3]] == [(t.name, 0) for t in tasks]
+    table = across_tasks(vectors, "cosine")
+    related = table[tasks[0].name, tasks[1].name]
+    unrelated = max(table[tasks[0].name, tasks[2].name], table[tasks[1].name, tasks[2].name])
+    assert related > unrelated + 0.2
+    assert set(across_inits(vectors)) == {t.name for t in tasks}
 
 
 def test_tune_prompt():
