@@ -67,6 +67,19 @@ def _fmix32(h):
     return h
 
 
+def _as_i32(c: int) -> int:
+    return c - (1 << 32) if c >= (1 << 31) else c
+
+
+def _fmix32_i32(h: torch.Tensor) -> torch.Tensor:
+    """fmix32 on int32 tensors holding uint32 bit patterns (logical shifts by masking)."""
+    h = h ^ ((h >> 16) & 0xFFFF)
+    h = h * _as_i32(0x85EBCA6B)
+    h = h ^ ((h >> 13) & 0x7FFFF)
+    h = h * _as_i32(0xC2B2AE35)
+    return h ^ ((h >> 16) & 0xFFFF)
+
+
 def dare_vector_key(seed: int, vector: int) -> int:
     """The 32-bit key of vector ``vector`` under ``seed`` (any int; taken modulo 2^64)."""
     s = seed % (1 << 64)
@@ -91,16 +104,23 @@ def dare_keep_mask(seed: int, num_vectors: int, numel: int, density: float,
     key_t = :func:`dare_vector_key`; kept iff r < ceil(density * 2^24), so the keep probability
     is density to within 2^-24.
     """
-    i = torch.arange(numel, dtype=torch.int64, device=device)
-    lo = i & _M32
-    hi = ((i >> 32) + 0x27D4EB2F) & _M32
     thr = dare_keep_threshold(density)
     rows = []
-    for t in range(num_vectors):
-        key = dare_vector_key(seed, t)
-        h = _fmix32(lo ^ key)
-        h = _fmix32(h ^ hi)
-        rows.append((h >> 8) < thr)
+    if numel < (1 << 31):  # int32 lanes holding the uint32 bit patterns (wrapping multiplies)
+        lo = torch.arange(numel, dtype=torch.int32, device=device)
+        hc = _as_i32(0x27D4EB2F)
+        for t in range(num_vectors):
+            h = _fmix32_i32(lo ^ _as_i32(dare_vector_key(seed, t)))
+            h = _fmix32_i32(h ^ hc)
+            rows.append(((h >> 8) & 0xFFFFFF) < thr)
+    else:
+        i = torch.arange(numel, dtype=torch.int64, device=device)
+        lo = i & _M32
+        hi = ((i >> 32) + 0x27D4EB2F) & _M32
+        for t in range(num_vectors):
+            h = _fmix32(lo ^ dare_vector_key(seed, t))
+            h = _fmix32(h ^ hi)
+            rows.append((h >> 8) < thr)
     if not rows:
         return torch.zeros(0, numel, dtype=torch.bool, device=device)
     return torch.stack(rows)
