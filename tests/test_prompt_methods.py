@@ -613,3 +613,78 @@ def test_bfloat16_backbone_with_float32_prompt():
     out.loss.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in wrapper.trainable_parameters())
     assert wrapper.generate(input_ids=ids, max_new_tokens=3, do_sample=False, pad_token_id=0).shape == (2, 9)
+
+
+@pytest.mark.parametrize("gate", ["per_row", "shared"])
+def test_ept_prompt_under_torch_compile(gate):
+    module = fastprompt.nn.EPTPrompt(5, 11, 3, 16, num_spaces=3, gate=gate)
+    perturb(module, 2, scale=0.2)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    out = compiled()
+    torch.testing.assert_close(out, module(), rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    assert all(p.grad is not None for p in module.parameters())
+
+
+def test_ept_benchmark_cases_run_and_agree():
+    from fastprompt.bench.cases import FAMILIES
+    from fastprompt.bench.cases.ept import cases
+
+    assert "ept" in FAMILIES
+    rows = cases("cpu", quick=True)
+    assert {r.shape.rsplit("gate=", 1)[1] for r in rows} == {"shared", "per_row"}
+    from fastprompt.nn.prompt import ept_prompt
+    from fastprompt.reference import ept_prompt_ref
+
+    for case in rows:
+        inputs = case.make()
+        for name in ("fastprompt", "eager"):  # the timed callables run
+            case.providers[name](*inputs)
+        ours, ref = ept_prompt(*inputs), ept_prompt_ref(*inputs)
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+        leaves = [t for t in inputs if t is not None]
+        grad = torch.randn_like(ours)
+        for a, b in zip(torch.autograd.grad(ours, leaves, grad), torch.autograd.grad(ref, leaves, grad)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_decoder_sequence_classification_pools_the_last_real_token(family):
+    torch.manual_seed(0)
+    if family == "llama":
+        cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, num_labels=3,
+                                       initializer_range=0.2)
+        model = transformers.LlamaForSequenceClassification(cfg).eval()
+    else:
+        cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, pad_token_id=0, num_labels=3,
+                                      initializer_range=0.2)
+        model = transformers.GPT2ForSequenceClassification(cfg).eval()
+    wrapper = DePTModel(model, num_virtual_tokens=3, rank=2, max_len=8, seed=0)
+    perturb(wrapper.prompt_encoder, 1, scale=0.2)
+    ids = torch.randint(3, VOCAB, (3, 6))
+    am = torch.ones_like(ids)
+    am[0, 4:] = 0  # right padding
+    ids[0, 4:] = 0
+    out = wrapper(input_ids=ids, attention_mask=am, labels=torch.tensor([0, 1, 2]))
+    assert out.logits.shape == (3, 3) and torch.isfinite(out.loss)
+    alone = wrapper(input_ids=ids[:1, :4]).logits
+    torch.testing.assert_close(out.logits[:1], alone, rtol=1e-5, atol=1e-5)
+    out.loss.backward()
+    assert all(p.grad is not None for p in wrapper.trainable_parameters())
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_llama()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+        wrapper = wrap("ept", model)
+        perturb(wrapper.prompt_encoder, 1, scale=0.2)
+        wrapper.train()
+        wrapper(**copy_batch(0, batch=4), use_cache=False).loss.backward()
+        grads.append([p.grad for p in wrapper.trainable_parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,8 @@
 //   backward with G = x^T dy (d_in, d_out) and s = sum_m dy[m] (d_out):
 //   dW_k = g_k G, db_k = g_k s, dg_k = <G, W_k> + <s, b_k>, dlogits = g (dg - <g, dg>).
 // Per-row gates: P = x @ [W_0 | ... | W_{N-1}] (M, N, d_out); y[m] = sum_k g[m,k] (P[m,k] + b_k);
-//   backward: dP[m,k] = g[m,k] dy[m], dg[m,k] = <dy[m], P[m,k] + b_k>, then dx = dP @ Wcat^T,
+//   P is saved for the backward: dP[m,k] = g[m,k] dy[m], dg[m,k] = <dy[m], P[m,k]> + <dy[m], b_k>,
+//   then dx = dP @ Wcat^T,
 //   dWcat = x^T dP, db = g^T dy.
 // Every reduction is summed in an order fixed by the shapes alone (no float atomics): results
 // are bitwise reproducible for any thread count.
@@ -52,15 +53,14 @@ void fold_backward_cpu(const Problem& pb, const void* weight, const void* bias, 
                        void* grad_logits, ParallelFor pf);
 
 // ---- per-row gates: logits (M, N) -------------------------------------------------------------
-// proj (M, N, d_out) holds x @ W_k; the kernel adds the bias in place (proj becomes P + b, saved
-// for the backward) and writes out (M, d_out).
-void rows_forward_cpu(const Problem& pb, void* proj, const void* bias, const void* logits,
+// proj (M, N, d_out) = x @ W_k (read only); writes out (M, d_out).
+void rows_forward_cpu(const Problem& pb, const void* proj, const void* bias, const void* logits,
                       void* out, ParallelFor pf);
-// proj = P + b from the forward. Writes grad_proj (M, N, d_out) = g dy, gates (M, N) = g,
+// proj = P from the forward. Writes grad_proj (M, N, d_out) = g dy, gates (M, N) = g,
 // grad_logits (M, N).
 void rows_backward_cpu(const Problem& pb, const void* grad_out, const void* proj,
-                       const void* logits, void* grad_proj, void* gates, void* grad_logits,
-                       ParallelFor pf);
+                       const void* bias, const void* logits, void* grad_proj, void* gates,
+                       void* grad_logits, ParallelFor pf);
 
 // ---- CUDA (stream is a cudaStream_t) ----------------------------------------------------------
 int64_t fold_backward_workspace_bytes_cuda(const Problem& pb);
@@ -70,10 +70,10 @@ void fold_backward_cuda(const Problem& pb, const void* weight, const void* bias,
                         const void* logits, const void* grad, const void* col_sum,
                         void* grad_weight, void* grad_bias, void* grad_logits, void* workspace,
                         void* stream);
-void rows_forward_cuda(const Problem& pb, void* proj, const void* bias, const void* logits,
-                       void* out, void* stream);
+void rows_forward_cuda(const Problem& pb, const void* proj, const void* bias,
+                       const void* logits, void* out, void* stream);
 void rows_backward_cuda(const Problem& pb, const void* grad_out, const void* proj,
-                        const void* logits, void* grad_proj, void* gates, void* grad_logits,
+                        const void* bias, const void* logits, void* grad_proj, void* gates, void* grad_logits,
                         void* stream);
 
 }  // namespace multispace_project

@@ -13,9 +13,10 @@ void fold(const Problem& pb, const void* weight, const void* bias, const void* l
 void fold_backward(const Problem& pb, const void* weight, const void* bias, const void* logits,
                    const void* grad, const void* col_sum, void* grad_weight, void* grad_bias,
                    void* grad_logits, ParallelFor pf);
-void rows_forward(const Problem& pb, void* proj, const void* bias, const void* logits, void* out,
+void rows_forward(const Problem& pb, const void* proj, const void* bias, const void* logits, void* out,
                   ParallelFor pf);
-void rows_backward(const Problem& pb, const void* grad_out, const void* proj, const void* logits,
+void rows_backward(const Problem& pb, const void* grad_out, const void* proj, const void* bias,
+                   const void* logits,
                    void* grad_proj, void* gates, void* grad_logits, ParallelFor pf);
 }  // namespace avx2
 static bool use_avx2() {
@@ -40,15 +41,15 @@ void fold_backward_cpu(const Problem& pb, const void* weight, const void* bias, 
           grad_logits, pf);
 }
 
-void rows_forward_cpu(const Problem& pb, void* proj, const void* bias, const void* logits,
+void rows_forward_cpu(const Problem& pb, const void* proj, const void* bias, const void* logits,
                       void* out, ParallelFor pf) {
   FP_PICK(rows_forward, pb, proj, bias, logits, out, pf);
 }
 
 void rows_backward_cpu(const Problem& pb, const void* grad_out, const void* proj,
-                       const void* logits, void* grad_proj, void* gates, void* grad_logits,
-                       ParallelFor pf) {
-  FP_PICK(rows_backward, pb, grad_out, proj, logits, grad_proj, gates, grad_logits, pf);
+                       const void* bias, const void* logits, void* grad_proj, void* gates,
+                       void* grad_logits, ParallelFor pf) {
+  FP_PICK(rows_backward, pb, grad_out, proj, bias, logits, grad_proj, gates, grad_logits, pf);
 }
 
 }  // namespace multispace_project

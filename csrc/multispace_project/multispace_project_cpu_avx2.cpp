@@ -26,13 +26,14 @@ void fold_backward(const Problem& pb, const void* weight, const void* bias, cons
   fold_backward_any(pb, weight, bias, logits, grad, col_sum, grad_weight, grad_bias, grad_logits,
                     pf);
 }
-void rows_forward(const Problem& pb, void* proj, const void* bias, const void* logits, void* out,
+void rows_forward(const Problem& pb, const void* proj, const void* bias, const void* logits, void* out,
                   ParallelFor pf) {
   rows_forward_any(pb, proj, bias, logits, out, pf);
 }
-void rows_backward(const Problem& pb, const void* grad_out, const void* proj, const void* logits,
+void rows_backward(const Problem& pb, const void* grad_out, const void* proj, const void* bias,
+                   const void* logits,
                    void* grad_proj, void* gates, void* grad_logits, ParallelFor pf) {
-  rows_backward_any(pb, grad_out, proj, logits, grad_proj, gates, grad_logits, pf);
+  rows_backward_any(pb, grad_out, proj, bias, logits, grad_proj, gates, grad_logits, pf);
 }
 }  // namespace avx2
 }  // namespace multispace_project

@@ -156,7 +156,7 @@ inline int64_t row_grain(const Problem& pb) {
 }
 
 template <typename S>
-void rows_forward(const Problem& pb, S* proj, const S* bias, const S* logits, S* out,
+void rows_forward(const Problem& pb, const S* proj, const S* bias, const S* logits, S* out,
                   ParallelFor pf) {
   using A = acc_t<S>;
   const int64_t n = pb.spaces, d = pb.d_out;
@@ -166,20 +166,17 @@ void rows_forward(const Problem& pb, S* proj, const S* bias, const S* logits, S*
     for (int64_t m = m0; m < m1; ++m) {
       softmax_row(logits + m * n, n, g.data());
       S* y = out + m * d;
-      // kTile outputs in registers across the N spaces; each projection row read (and, with a
-      // bias, rewritten as P + b) once
+      // kTile outputs in registers across the N spaces; each projection row read once
       int64_t o = 0;
       for (; o + kTile <= d; o += kTile) {
         A acc[kTile] = {};
         for (int64_t k = 0; k < n; ++k) {
-          S* p = proj + (m * n + k) * d + o;
+          const S* p = proj + (m * n + k) * d + o;
           const A gk = g[k];
           if (bias != nullptr) {
             const A* b = bias_a.data() + k * d + o;
             FP_UNROLL for (int l = 0; l < kTile; ++l) {
-              const A v = A(Convert<S>::load(p[l])) + b[l];
-              p[l] = Convert<S>::store(v);
-              acc[l] += gk * v;
+              acc[l] += gk * (A(Convert<S>::load(p[l])) + b[l]);
             }
           } else {
             FP_UNROLL for (int l = 0; l < kTile; ++l) acc[l] += gk * A(Convert<S>::load(p[l]));
@@ -190,12 +187,8 @@ void rows_forward(const Problem& pb, S* proj, const S* bias, const S* logits, S*
       for (; o < d; ++o) {
         A acc = 0;
         for (int64_t k = 0; k < n; ++k) {
-          S* p = proj + (m * n + k) * d + o;
-          A v = A(Convert<S>::load(*p));
-          if (bias != nullptr) {
-            v += bias_a[k * d + o];
-            *p = Convert<S>::store(v);
-          }
+          A v = A(Convert<S>::load(proj[(m * n + k) * d + o]));
+          if (bias != nullptr) v += bias_a[k * d + o];
           acc += g[k] * v;
         }
         y[o] = Convert<S>::store(acc);
@@ -205,7 +198,8 @@ void rows_forward(const Problem& pb, S* proj, const S* bias, const S* logits, S*
 }
 
 template <typename S>
-void rows_backward(const Problem& pb, const S* grad_out, const S* proj, const S* logits,
+void rows_backward(const Problem& pb, const S* grad_out, const S* proj, const S* bias,
+                   const S* logits,
                    S* grad_proj, S* gates, S* grad_logits, ParallelFor pf) {
   using A = acc_t<S>;
   const int64_t n = pb.spaces, d = pb.d_out;
@@ -217,6 +211,7 @@ void rows_backward(const Problem& pb, const S* grad_out, const S* proj, const S*
       for (int64_t k = 0; k < n; ++k) {
         const int64_t off = (m * n + k) * d;
         dg[k] = dot(dy.data(), proj + off, d);
+        if (bias != nullptr) dg[k] += dot(dy.data(), bias + k * d, d);
         const A gk = g[k];
         S* dp = grad_proj + off;
         for (int64_t o = 0; o < d; ++o) dp[o] = Convert<S>::store(gk * dy[o]);
@@ -254,22 +249,22 @@ inline void fold_backward_any(const Problem& pb, const void* weight, const void*
   });
 }
 
-inline void rows_forward_any(const Problem& pb, void* proj, const void* bias, const void* logits,
-                             void* out, ParallelFor pf) {
+inline void rows_forward_any(const Problem& pb, const void* proj, const void* bias,
+                             const void* logits, void* out, ParallelFor pf) {
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    rows_forward<S>(pb, static_cast<S*>(proj), static_cast<const S*>(bias),
+    rows_forward<S>(pb, static_cast<const S*>(proj), static_cast<const S*>(bias),
                     static_cast<const S*>(logits), static_cast<S*>(out), pf);
   });
 }
 
 inline void rows_backward_any(const Problem& pb, const void* grad_out, const void* proj,
-                              const void* logits, void* grad_proj, void* gates,
+                              const void* bias, const void* logits, void* grad_proj, void* gates,
                               void* grad_logits, ParallelFor pf) {
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     rows_backward<S>(pb, static_cast<const S*>(grad_out), static_cast<const S*>(proj),
-                     static_cast<const S*>(logits), static_cast<S*>(grad_proj),
+                     static_cast<const S*>(bias), static_cast<const S*>(logits), static_cast<S*>(grad_proj),
                      static_cast<S*>(gates), static_cast<S*>(grad_logits), pf);
   });
 }

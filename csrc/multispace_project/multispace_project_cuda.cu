@@ -205,7 +205,7 @@ __global__ void fold_backward_final_kernel(const S* __restrict__ bias, const S* 
 }
 
 template <typename S, int V>
-__global__ void rows_forward_kernel(S* __restrict__ proj, const S* __restrict__ bias,
+__global__ void rows_forward_kernel(const S* __restrict__ proj, const S* __restrict__ bias,
                                     const S* __restrict__ logits, S* __restrict__ out,
                                     int64_t rows, int64_t n, int64_t d) {
   using A = acc_t<S>;
@@ -218,15 +218,13 @@ __global__ void rows_forward_kernel(S* __restrict__ proj, const S* __restrict__ 
     for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
       A acc[V] = {};
       for (int64_t k = 0; k < n; ++k) {
-        S* pk = proj + (m * n + k) * d + p * V;
         A v[V];
-        load_pack<S, V>(pk, v);
+        load_pack<S, V>(proj + (m * n + k) * d + p * V, v);
         if (bias != nullptr) {
           A b[V];
           load_pack<S, V>(bias + k * d + p * V, b);
 #pragma unroll
           for (int i = 0; i < V; ++i) v[i] += b[i];
-          store_pack<S, V>(pk, v);
         }
         const A gk = g[k];
 #pragma unroll
@@ -240,7 +238,7 @@ __global__ void rows_forward_kernel(S* __restrict__ proj, const S* __restrict__ 
 
 template <typename S, int V>
 __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __restrict__ proj,
-                                     const S* __restrict__ logits, S* __restrict__ grad_proj,
+                                     const S* __restrict__ bias, const S* __restrict__ logits, S* __restrict__ grad_proj,
                                      S* __restrict__ gates, S* __restrict__ grad_logits,
                                      int64_t rows, int64_t n, int64_t d) {
   using A = acc_t<S>;
@@ -260,6 +258,12 @@ __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __
         A dy[V], pv[V], dp[V];
         load_pack<S, V>(grad_out + m * d + p * V, dy);
         load_pack<S, V>(proj + off + p * V, pv);
+        if (bias != nullptr) {
+          A b[V];
+          load_pack<S, V>(bias + k * d + p * V, b);
+#pragma unroll
+          for (int i = 0; i < V; ++i) pv[i] += b[i];
+        }
 #pragma unroll
         for (int i = 0; i < V; ++i) {
           dot += dy[i] * pv[i];
@@ -353,8 +357,8 @@ void fold_backward_cuda(const Problem& pb, const void* weight, const void* bias,
   });
 }
 
-void rows_forward_cuda(const Problem& pb, void* proj, const void* bias, const void* logits,
-                       void* out, void* stream) {
+void rows_forward_cuda(const Problem& pb, const void* proj, const void* bias,
+                       const void* logits, void* out, void* stream) {
   if (pb.rows == 0 || pb.d_out == 0) return;
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
@@ -363,11 +367,11 @@ void rows_forward_cuda(const Problem& pb, void* proj, const void* bias, const vo
     const int64_t vb = 4 * sizeof(S);
     if (pb.d_out % 4 == 0 && aligned(proj, vb) && aligned(bias, vb) && aligned(out, vb)) {
       rows_forward_kernel<S, 4><<<grid, kRowThreads, smem, as_stream(stream)>>>(
-          static_cast<S*>(proj), static_cast<const S*>(bias), static_cast<const S*>(logits),
+          static_cast<const S*>(proj), static_cast<const S*>(bias), static_cast<const S*>(logits),
           static_cast<S*>(out), pb.rows, pb.spaces, pb.d_out);
     } else {
       rows_forward_kernel<S, 1><<<grid, kRowThreads, smem, as_stream(stream)>>>(
-          static_cast<S*>(proj), static_cast<const S*>(bias), static_cast<const S*>(logits),
+          static_cast<const S*>(proj), static_cast<const S*>(bias), static_cast<const S*>(logits),
           static_cast<S*>(out), pb.rows, pb.spaces, pb.d_out);
     }
     check_launch("multispace_project rows_forward_kernel");
@@ -375,7 +379,7 @@ void rows_forward_cuda(const Problem& pb, void* proj, const void* bias, const vo
 }
 
 void rows_backward_cuda(const Problem& pb, const void* grad_out, const void* proj,
-                        const void* logits, void* grad_proj, void* gates, void* grad_logits,
+                        const void* bias, const void* logits, void* grad_proj, void* gates, void* grad_logits,
                         void* stream) {
   if (pb.rows == 0 || pb.d_out == 0) return;
   dispatch_dtype(pb.dtype, [&](auto tag) {
@@ -383,16 +387,17 @@ void rows_backward_cuda(const Problem& pb, const void* grad_out, const void* pro
     const size_t smem = acc_bytes<S>(32 + 2 * pb.spaces);
     const int grid = int(std::min<int64_t>(pb.rows, 65535));
     const int64_t vb = 4 * sizeof(S);
-    if (pb.d_out % 4 == 0 && aligned(grad_out, vb) && aligned(proj, vb) && aligned(grad_proj, vb)) {
+    if (pb.d_out % 4 == 0 && aligned(grad_out, vb) && aligned(proj, vb) && aligned(bias, vb) &&
+        aligned(grad_proj, vb)) {
       rows_backward_kernel<S, 4><<<grid, kRowThreads, smem, as_stream(stream)>>>(
           static_cast<const S*>(grad_out), static_cast<const S*>(proj),
-          static_cast<const S*>(logits), static_cast<S*>(grad_proj), static_cast<S*>(gates),
-          static_cast<S*>(grad_logits), pb.rows, pb.spaces, pb.d_out);
+          static_cast<const S*>(bias), static_cast<const S*>(logits), static_cast<S*>(grad_proj),
+          static_cast<S*>(gates), static_cast<S*>(grad_logits), pb.rows, pb.spaces, pb.d_out);
     } else {
       rows_backward_kernel<S, 1><<<grid, kRowThreads, smem, as_stream(stream)>>>(
           static_cast<const S*>(grad_out), static_cast<const S*>(proj),
-          static_cast<const S*>(logits), static_cast<S*>(grad_proj), static_cast<S*>(gates),
-          static_cast<S*>(grad_logits), pb.rows, pb.spaces, pb.d_out);
+          static_cast<const S*>(bias), static_cast<const S*>(logits), static_cast<S*>(grad_proj),
+          static_cast<S*>(gates), static_cast<S*>(grad_logits), pb.rows, pb.spaces, pb.d_out);
     }
     check_launch("multispace_project rows_backward_kernel");
   });

@@ -19,13 +19,13 @@ struct Kernels {
   void (*fold)(const Problem&, const void*, const void*, const void*, void*, void*);
   void (*fold_backward)(const Problem&, const void*, const void*, const void*, const void*,
                         const void*, void*, void*, void*, const at::Tensor& like);
-  void (*rows_forward)(const Problem&, void*, const void*, const void*, void*);
-  void (*rows_backward)(const Problem&, const void*, const void*, const void*, void*, void*,
-                        void*);
+  void (*rows_forward)(const Problem&, const void*, const void*, const void*, void*);
+  void (*rows_backward)(const Problem&, const void*, const void*, const void*, const void*,
+                        void*, void*, void*);
 };
 
 // -> (out (..., d_out), saved): saved is W_eff (d_in, d_out) for a shared gate or none, and
-// P + b (M, N * d_out) for per-row gates; the backward takes it back.
+// the projections P = x @ W_k (M, N * d_out) for per-row gates; the backward takes it back.
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor& weight,
                                            const std::optional<at::Tensor>& bias,
                                            const std::optional<at::Tensor>& gate_logits,

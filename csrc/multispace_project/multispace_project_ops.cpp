@@ -163,7 +163,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     at::Tensor gates = at::empty({pb.rows, pb.spaces}, opts);
     if (pb.rows > 0) {
       if (pb.d_out > 0) {
-        kernels.rows_backward(pb, dy.data_ptr(), saved.data_ptr(), p.logits.data_ptr(),
+        kernels.rows_backward(pb, dy.data_ptr(), saved.data_ptr(), ptr_or_null(p.bias),
+                              p.logits.data_ptr(),
                               grad_proj.data_ptr(), gates.data_ptr(), grad_logits.data_ptr());
       } else {
         grad_logits.zero_();
@@ -198,11 +199,13 @@ const Kernels& cpu_kernels() {
          const void* cs, void* gw, void* gb, void* gl, const at::Tensor&) {
         fold_backward_cpu(pb, w, b, l, g, cs, gw, gb, gl, torch_parallel_for);
       },
-      [](const Problem& pb, void* pr, const void* b, const void* l, void* out) {
+      [](const Problem& pb, const void* pr, const void* b, const void* l, void* out) {
         rows_forward_cpu(pb, pr, b, l, out, torch_parallel_for);
       },
-      [](const Problem& pb, const void* dy, const void* pr, const void* l, void* dp, void* g,
-         void* gl) { rows_backward_cpu(pb, dy, pr, l, dp, g, gl, torch_parallel_for); },
+      [](const Problem& pb, const void* dy, const void* pr, const void* b, const void* l,
+         void* dp, void* g, void* gl) {
+        rows_backward_cpu(pb, dy, pr, b, l, dp, g, gl, torch_parallel_for);
+      },
   };
   return k;
 }

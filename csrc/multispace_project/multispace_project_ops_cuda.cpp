@@ -35,11 +35,11 @@ const Kernels& cuda_kernels() {
             like.options().dtype(at::kByte));
         fold_backward_cuda(pb, w, b, l, g, cs, gw, gb, gl, workspace.data_ptr(), stream());
       },
-      [](const Problem& pb, void* pr, const void* b, const void* l, void* out) {
+      [](const Problem& pb, const void* pr, const void* b, const void* l, void* out) {
         rows_forward_cuda(pb, pr, b, l, out, stream());
       },
-      [](const Problem& pb, const void* dy, const void* pr, const void* l, void* dp, void* g,
-         void* gl) { rows_backward_cuda(pb, dy, pr, l, dp, g, gl, stream()); },
+      [](const Problem& pb, const void* dy, const void* pr, const void* b, const void* l,
+         void* dp, void* g, void* gl) { rows_backward_cuda(pb, dy, pr, b, l, dp, g, gl, stream()); },
   };
   return k;
 }

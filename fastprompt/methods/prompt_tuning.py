@@ -20,7 +20,13 @@ Where the soft tokens go (the same as PEFT, so that adapters are interchangeable
 Outputs with a per-token axis over the prompt + input (decoder and encoder logits) come back with
 the soft-token positions removed, aligned with the caller's ``input_ids``. :meth:`generate` returns
 ``input_ids`` followed by the new tokens for decoders (as PEFT does), and the decoder sequences for
-encoder-decoder models; the prompt goes through the KV cache at prefill only.
+encoder-decoder models; the prompt goes through the KV cache at prefill only. (Decode with
+:meth:`generate`: :meth:`forward` always places the prompt before the tokens it is given.)
+
+Decoder sequence classifiers (LLaMA, GPT-2) pool the last position whose attention mask is 1, so
+left and right padding both work (with no padding this is what PEFT computes too). Encoder
+classifiers that pool the first position (BERT's pooler) read the first soft token there, as with
+PEFT.
 
 For DePT and EPT the offset is added to the input by column index of ``input_ids`` (position t of
 the padded batch gets ``(A @ B)[t]``), so inputs may have at most ``max_len`` tokens; pad on the
@@ -450,12 +456,47 @@ class PromptTuningModel(nn.Module):
             if not self.is_encoder_decoder and labels.dim() == 2 and labels.shape == (batch, length):
                 labels = torch.cat([labels.new_full((batch, num), -100), labels], dim=1)
             inputs["labels"] = labels
+        if self._is_decoder_classifier():
+            return self._decoder_classifier_forward(inputs, kwargs)
         output = self.base_model(**inputs, **kwargs)
         logits = getattr(output, "logits", None)
         if (not self.is_encoder_decoder and isinstance(logits, torch.Tensor) and logits.dim() == 3
                 and logits.shape[1] == total):
             output.logits = logits[:, num:]
         return output
+
+    def _is_decoder_classifier(self) -> bool:
+        model = self.base_model
+        return (not self.is_encoder_decoder and type(model).__name__.endswith("ForSequenceClassification")
+                and isinstance(getattr(model, "score", None), nn.Module)
+                and isinstance(getattr(model, getattr(model, "base_model_prefix", ""), None), nn.Module))
+
+    def _decoder_classifier_forward(self, inputs, kwargs):
+        """Decoder sequence classifiers (LLaMA, GPT-2, ...) pool their last token. Fed
+        ``inputs_embeds``, transformers pools the last position whatever the padding; here the
+        last position whose attention mask is 1 is pooled, as transformers does from input_ids,
+        so right padding works too."""
+        from transformers.modeling_outputs import SequenceClassifierOutputWithPast
+
+        model = self.base_model
+        labels = inputs.pop("labels", None)
+        mask = inputs.get("attention_mask")
+        hidden = getattr(model, model.base_model_prefix)(**inputs, **kwargs)
+        logits = model.score(hidden[0])
+        batch, total = logits.shape[:2]
+        if mask is None:
+            last = torch.full((batch,), total - 1, device=logits.device)
+        else:
+            positions = torch.arange(total, device=logits.device)
+            last = (positions * (mask.to(logits.device) != 0)).argmax(-1)
+        pooled = logits[torch.arange(batch, device=logits.device), last]
+        loss = None
+        if labels is not None:
+            loss = model.loss_function(logits=logits, labels=labels, pooled_logits=pooled, config=model.config)
+        return SequenceClassifierOutputWithPast(loss=loss, logits=pooled,
+                                                past_key_values=getattr(hidden, "past_key_values", None),
+                                                hidden_states=getattr(hidden, "hidden_states", None),
+                                                attentions=getattr(hidden, "attentions", None))
 
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, **kwargs):
