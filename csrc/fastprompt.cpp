@@ -28,6 +28,18 @@ TORCH_LIBRARY(fastprompt, m) {
   m.def("attention_pool_backward(Tensor grad_out, Tensor z, Tensor queries, Tensor? mask, "
         "Tensor out, Tensor lse) -> (Tensor, Tensor)");
 
+  // ---- batched vector arithmetic (csrc/vectors) ----------------------------------------------
+  // bank (T, N); weights (B, T); base (1 or B, N) -> out (B, N) = base + weights @ bank
+  m.def("combine(Tensor bank, Tensor weights, Tensor? base) -> Tensor");
+  // base_rows: 0 (no base), 1 (shared) or B -> (grad_bank (T, N), grad_weights (B, T),
+  // grad_base (base_rows, N))
+  m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, int base_rows) "
+        "-> (Tensor, Tensor, Tensor)");
+  // vectors (T, N); weights (T,); method task_arithmetic | magnitude_prune | ties | dare |
+  // dare_ties; sign total | frequency; seed: DARE mask seed -> (N,)
+  m.def("merge(Tensor vectors, Tensor weights, str method, float density, str sign, int seed) "
+        "-> Tensor");
+
   // ---- multi-space projection with gating (csrc/multispace_project) --------------------------
   // x (..., d_in); weight (N, d_in, d_out); bias (N, d_out); gate_logits (N,) shared or
   // x.shape[:-1] + (N,) per row; none = uniform

@@ -4,12 +4,15 @@ Functional API (each op has CPU and CUDA kernels, autograd and torch.compile sup
 
     fastprompt.rational(x, numerator, denominator, form="A")   # (..., C), (G, m+1), (G, n)
     fastprompt.attention_pool(z, queries, mask=None)           # (B, T, D), (D, K), (B, T) -> (B, K, D)
+    fastprompt.combine(bank, weights, base=None)               # (T, ...), (B, T) or (T,) -> (B, ...) or (...)
+    fastprompt.merge(vectors, method, weights=None, density=1.0, sign="total", seed=None)  # (T, ...) -> (...)
     fastprompt.multispace_project(x, weight, bias=None, gate_logits=None)  # (..., d_in), (N, d_in, d_out) -> (..., d_out)
 
 Modules live in :mod:`fastprompt.nn`, pure-PyTorch references in :mod:`fastprompt.reference`.
 """
 from fastprompt._library import built_with_cuda, library_path  # loads fastprompt._C
 from fastprompt.ops import attention_pool, rational
+from fastprompt.ops import combine, merge
 from fastprompt import nn, reference
 
 from fastprompt.ops import multispace_project
@@ -17,4 +20,7 @@ from fastprompt.ops import multispace_project
 __version__ = "0.1.0"
 
 __all__ = ["attention_pool", "rational", "nn", "reference", "built_with_cuda", "library_path", "__version__"]
+__all__ += ["combine", "merge"]
 __all__ += ["multispace_project"]
+
+from fastprompt import vectors  # task prompt vectors: arithmetic, merging, init, PromptBank
