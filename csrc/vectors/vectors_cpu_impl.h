@@ -103,7 +103,7 @@ template <> struct KeyOf<double> { using type = uint64_t; static constexpr int k
 constexpr int kDigits = 4096;                   // first-level histogram buckets (12 bits)
 constexpr int64_t kSelBlock = int64_t(1) << 20; // elements per histogram task
 constexpr int64_t kMergeChunk = 8192;           // elements per parallel work item of the fused pass
-constexpr int64_t kMergeTile = 256;             // elements per inner tile
+constexpr int64_t kMergeTile = 512;             // elements per inner tile
 
 // Bits of |v|: unsigned order == order of |v| (NaN above inf).
 inline uint32_t abs_key(float v) { return float_to_bits(v) & 0x7fffffffu; }
@@ -251,12 +251,38 @@ void merge_impl(const MergeProblem& pb, const S* x, const acc_t<S>* w, S* out, P
       if (mag_active) {
         for (int64_t t = 0; t < T; ++t) rank[t] = sel[t].tie_mode ? sel[t].tie_offset[size_t(c)] : 0;
       }
+      if constexpr (std::is_same_v<S, float>) {
+        if (!mag_active && !dare && !elect) {  // plain weighted sum: accumulate in registers
+          using V = simd::Vec<16>::f32;
+          int64_t i = begin;
+          for (; i + 16 <= end; i += 16) {
+            V a = V{};
+            for (int64_t t = 0; t < T; ++t) {
+              V v;
+              std::memcpy(&v, x + t * N + i, sizeof v);
+              a += v * (V{} + w[t]);
+            }
+            std::memcpy(out + i, &a, sizeof a);
+          }
+          for (; i < end; ++i) {
+            float a = 0.0f;
+            for (int64_t t = 0; t < T; ++t) a += x[t * N + i] * w[t];
+            out[i] = a;
+          }
+          continue;
+        }
+      }
       for (int64_t i0 = begin; i0 < end; i0 += kTile) {
         const int64_t n = std::min(kTile, end - i0);
         for (int64_t j = 0; j < n; ++j) acc[j] = vote[j] = cnt[j] = A(0);
         for (int64_t t = 0; t < T; ++t) {
           A* p = buf.data() + (elect ? t * kTile : 0);
           const S* src = x + t * N + i0;
+          if (!mag_active && !dare && !elect) {  // plain weighted sum: straight from memory
+            const A wt = w[t];
+            for (int64_t j = 0; j < n; ++j) acc[j] += Convert<S>::load(src[j]) * wt;
+            continue;
+          }
           for (int64_t j = 0; j < n; ++j) p[j] = Convert<S>::load(src[j]);
           if (mag_active) {
             const Selection<K>& s = sel[t];

@@ -8,5 +8,6 @@
 #include <vector>
 
 #include "common/dispatch.h"
+#include "common/simd.h"
 #include "vectors/vectors.h"
 #include "vectors/vectors_rng.h"

@@ -58,6 +58,9 @@ at::Tensor merge_cuda_op(const at::Tensor& vectors, const at::Tensor& weights,
                          const std::string& method, double density, const std::string& sign,
                          int64_t seed) {
   check_cuda(vectors, "vectors");
+  TORCH_CHECK(vectors.dim() != 2 || vectors.size(0) <= 65535,
+              "vectors: expected at most 65535 vectors on CUDA (one grid row each), got ",
+              vectors.size(0));
   const c10::cuda::CUDAGuard guard(vectors.device());
   PreparedMerge p = prepare_merge(vectors, weights, method, density, sign, seed);
   at::Tensor out = at::empty({p.problem.numel}, p.vectors.options());
