@@ -238,8 +238,9 @@ __global__ void rows_forward_kernel(const S* __restrict__ proj, const S* __restr
 
 template <typename S, int V>
 __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __restrict__ proj,
-                                     const S* __restrict__ bias, const S* __restrict__ logits, S* __restrict__ grad_proj,
-                                     S* __restrict__ gates, S* __restrict__ grad_logits,
+                                     const S* __restrict__ bias, const S* __restrict__ logits,
+                                     S* __restrict__ grad_proj, S* __restrict__ gates,
+                                     S* __restrict__ grad_logits,
                                      int64_t rows, int64_t n, int64_t d) {
   using A = acc_t<S>;
   extern __shared__ unsigned char smem_raw[];
