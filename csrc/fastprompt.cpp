@@ -44,7 +44,7 @@ TORCH_LIBRARY(fastprompt, m) {
   // x (..., d_in); weight (N, d_in, d_out); bias (N, d_out); gate_logits (N,) shared or
   // x.shape[:-1] + (N,) per row; none = uniform
   // -> (out (..., d_out), saved for the backward: folded weight (d_in, d_out) for a shared gate,
-  //     projections x @ weight[k] (M, N * d_out) for per-row gates)
+  //     projections x @ weight[k] (N, M, d_out) for per-row gates)
   m.def("multispace_project(Tensor x, Tensor weight, Tensor? bias, Tensor? gate_logits) "
         "-> (Tensor, Tensor)");
   // -> (grad_x, grad_weight, grad_bias ((0,) without bias), grad_gate_logits ((0,) without))

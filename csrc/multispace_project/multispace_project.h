@@ -9,10 +9,10 @@
 // Shared gate (or none): W_eff = sum_k g_k W_k, b_eff = sum_k g_k b_k, y = x @ W_eff + b_eff;
 //   backward with G = x^T dy (d_in, d_out) and s = sum_m dy[m] (d_out):
 //   dW_k = g_k G, db_k = g_k s, dg_k = <G, W_k> + <s, b_k>, dlogits = g (dg - <g, dg>).
-// Per-row gates: P = x @ [W_0 | ... | W_{N-1}] (M, N, d_out); y[m] = sum_k g[m,k] (P[m,k] + b_k);
-//   P is saved for the backward: dP[m,k] = g[m,k] dy[m], dg[m,k] = <dy[m], P[m,k]> + <dy[m], b_k>,
-//   then dx = dP @ Wcat^T,
-//   dWcat = x^T dP, db = g^T dy.
+// Per-row gates: P_k = x @ W_k (N, M, d_out), one product per space straight into P (no copy
+//   of the weights); y[m] = sum_k g[m,k] (P_k[m] + b_k). P is saved for the backward:
+//   dP_k[m] = g[m,k] dy[m], dg[m,k] = <dy[m], P_k[m]> + <dy[m], b_k>, then dW_k = x^T dP_k
+//   (straight into dW), dx = sum_k dP_k W_k^T (accumulated in space order), db = g^T dy.
 // Every reduction is summed in an order fixed by the shapes alone (no float atomics): results
 // are bitwise reproducible for any thread count.
 #pragma once
@@ -53,10 +53,10 @@ void fold_backward_cpu(const Problem& pb, const void* weight, const void* bias, 
                        void* grad_logits, ParallelFor pf);
 
 // ---- per-row gates: logits (M, N) -------------------------------------------------------------
-// proj (M, N, d_out) = x @ W_k (read only); writes out (M, d_out).
+// proj (N, M, d_out) = x @ W_k (read only); writes out (M, d_out).
 void rows_forward_cpu(const Problem& pb, const void* proj, const void* bias, const void* logits,
                       void* out, ParallelFor pf);
-// proj = P from the forward. Writes grad_proj (M, N, d_out) = g dy, gates (M, N) = g,
+// proj = P from the forward. Writes grad_proj (N, M, d_out) = g dy, gates (M, N) = g,
 // grad_logits (M, N).
 void rows_backward_cpu(const Problem& pb, const void* grad_out, const void* proj,
                        const void* bias, const void* logits, void* grad_proj, void* gates,

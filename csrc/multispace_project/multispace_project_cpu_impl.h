@@ -171,7 +171,7 @@ void rows_forward(const Problem& pb, const S* proj, const S* bias, const S* logi
       for (; o + kTile <= d; o += kTile) {
         A acc[kTile] = {};
         for (int64_t k = 0; k < n; ++k) {
-          const S* p = proj + (m * n + k) * d + o;
+          const S* p = proj + (k * pb.rows + m) * d + o;
           const A gk = g[k];
           if (bias != nullptr) {
             const A* b = bias_a.data() + k * d + o;
@@ -187,7 +187,7 @@ void rows_forward(const Problem& pb, const S* proj, const S* bias, const S* logi
       for (; o < d; ++o) {
         A acc = 0;
         for (int64_t k = 0; k < n; ++k) {
-          A v = A(Convert<S>::load(proj[(m * n + k) * d + o]));
+          A v = A(Convert<S>::load(proj[(k * pb.rows + m) * d + o]));
           if (bias != nullptr) v += bias_a[k * d + o];
           acc += g[k] * v;
         }
@@ -209,7 +209,7 @@ void rows_backward(const Problem& pb, const S* grad_out, const S* proj, const S*
       softmax_row(logits + m * n, n, g.data());
       load_row(grad_out + m * d, d, dy.data());
       for (int64_t k = 0; k < n; ++k) {
-        const int64_t off = (m * n + k) * d;
+        const int64_t off = (k * pb.rows + m) * d;
         dg[k] = dot(dy.data(), proj + off, d);
         if (bias != nullptr) dg[k] += dot(dy.data(), bias + k * d, d);
         const A gk = g[k];

@@ -219,7 +219,7 @@ __global__ void rows_forward_kernel(const S* __restrict__ proj, const S* __restr
       A acc[V] = {};
       for (int64_t k = 0; k < n; ++k) {
         A v[V];
-        load_pack<S, V>(proj + (m * n + k) * d + p * V, v);
+        load_pack<S, V>(proj + (k * rows + m) * d + p * V, v);
         if (bias != nullptr) {
           A b[V];
           load_pack<S, V>(bias + k * d + p * V, b);
@@ -238,8 +238,9 @@ __global__ void rows_forward_kernel(const S* __restrict__ proj, const S* __restr
 
 template <typename S, int V>
 __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __restrict__ proj,
-                                     const S* __restrict__ bias, const S* __restrict__ logits, S* __restrict__ grad_proj,
-                                     S* __restrict__ gates, S* __restrict__ grad_logits,
+                                     const S* __restrict__ bias, const S* __restrict__ logits,
+                                     S* __restrict__ grad_proj, S* __restrict__ gates,
+                                     S* __restrict__ grad_logits,
                                      int64_t rows, int64_t n, int64_t d) {
   using A = acc_t<S>;
   extern __shared__ unsigned char smem_raw[];
@@ -252,7 +253,7 @@ __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __
     __syncthreads();
     for (int64_t k = 0; k < n; ++k) {
       const A gk = g[k];
-      const int64_t off = (m * n + k) * d;
+      const int64_t off = (k * rows + m) * d;
       A dot = 0;
       for (int64_t p = threadIdx.x; p < packs; p += blockDim.x) {
         A dy[V], pv[V], dp[V];

@@ -25,7 +25,7 @@ struct Kernels {
 };
 
 // -> (out (..., d_out), saved): saved is W_eff (d_in, d_out) for a shared gate or none, and
-// the projections P = x @ W_k (M, N * d_out) for per-row gates; the backward takes it back.
+// the projections P_k = x @ W_k (N, M, d_out) for per-row gates; the backward takes it back.
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor& weight,
                                            const std::optional<at::Tensor>& bias,
                                            const std::optional<at::Tensor>& gate_logits,

@@ -86,11 +86,6 @@ std::vector<int64_t> out_shape(const Prepared& p, int64_t last) {
   return s;
 }
 
-// (d_in, N * d_out): [W_0 | W_1 | ... ] side by side, so one product projects into every space
-at::Tensor concat_weights(const Prepared& p) {
-  const Problem& pb = p.problem;
-  return p.weight.permute({1, 0, 2}).reshape({pb.d_in, pb.spaces * pb.d_out});
-}
 
 }  // namespace
 
@@ -110,7 +105,14 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor
     at::Tensor y = b_eff.defined() ? at::addmm(b_eff, p.x2, w_eff) : at::mm(p.x2, w_eff);
     return {y.view(out_shape(p, pb.d_out)), w_eff};
   }
-  at::Tensor proj = at::mm(p.x2, concat_weights(p));  // (M, N * d_out)
+  // P_k = x @ W_k straight into the (N, M, d_out) buffer saved for the backward: one product
+  // per space, no copy of the weights (measured faster than one product against the N weights
+  // side by side, which needs a permuted copy, and than a broadcast bmm)
+  at::Tensor proj = at::empty({pb.spaces, pb.rows, pb.d_out}, opts);
+  for (int64_t k = 0; k < pb.spaces; ++k) {
+    at::Tensor proj_k = proj.select(0, k);
+    at::mm_out(proj_k, p.x2, p.weight.select(0, k));
+  }
   at::Tensor y = at::empty({pb.rows, pb.d_out}, opts);
   if (pb.rows > 0 && pb.d_out > 0) {
     kernels.rows_forward(pb, proj.data_ptr(), ptr_or_null(p.bias), p.logits.data_ptr(),
@@ -155,11 +157,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
                           p.bias.defined() ? grad_bias.data_ptr() : nullptr,
                           p.logits.defined() ? grad_logits.data_ptr() : nullptr, dy);
   } else {
-    TORCH_CHECK(saved.dim() == 2 && saved.size(0) == pb.rows &&
-                    saved.size(1) == pb.spaces * pb.d_out && saved.is_contiguous(),
-                "saved: expected the contiguous projections of shape (", pb.rows, ", ",
-                pb.spaces * pb.d_out, "), got ", saved.sizes());
-    at::Tensor grad_proj = at::empty({pb.rows, pb.spaces * pb.d_out}, opts);
+    TORCH_CHECK(saved.dim() == 3 && saved.size(0) == pb.spaces && saved.size(1) == pb.rows &&
+                    saved.size(2) == pb.d_out && saved.is_contiguous(),
+                "saved: expected the contiguous projections of shape (", pb.spaces, ", ",
+                pb.rows, ", ", pb.d_out, "), got ", saved.sizes());
+    at::Tensor grad_proj = at::empty({pb.spaces, pb.rows, pb.d_out}, opts);
     at::Tensor gates = at::empty({pb.rows, pb.spaces}, opts);
     if (pb.rows > 0) {
       if (pb.d_out > 0) {
@@ -170,9 +172,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
         grad_logits.zero_();
       }
     }
-    grad_x2 = at::mm(grad_proj, concat_weights(p).t());  // (M, d_in)
-    const at::Tensor grad_cat = at::mm(p.x2.t(), grad_proj);  // (d_in, N * d_out)
-    grad_weight.copy_(grad_cat.view({pb.d_in, pb.spaces, pb.d_out}).permute({1, 0, 2}));
+    // dx = sum_k dP_k W_k^T accumulated in space order; dW_k = x^T dP_k straight into dW
+    grad_x2 = at::empty({pb.rows, pb.d_in}, opts);
+    const at::Tensor x_t = p.x2.t();
+    for (int64_t k = 0; k < pb.spaces; ++k) {
+      const at::Tensor dp_k = grad_proj.select(0, k);
+      const at::Tensor w_k_t = p.weight.select(0, k).t();
+      if (k == 0) {
+        at::mm_out(grad_x2, dp_k, w_k_t);
+      } else {
+        grad_x2.addmm_(dp_k, w_k_t);
+      }
+      at::Tensor dw_k = grad_weight.select(0, k);
+      at::mm_out(dw_k, x_t, dp_k);
+    }
     if (p.bias.defined()) {
       if (pb.d_out > 0 && pb.rows > 0) {
         grad_bias = at::mm(gates.t(), dy);

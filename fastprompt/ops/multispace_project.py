@@ -80,7 +80,7 @@ def _multispace_project_fake(x, weight, bias, gate_logits):
         rows = 1
         for s in x.shape[:-1]:
             rows = rows * s
-        return out, x.new_empty((rows, n * d_out))
+        return out, x.new_empty((n, rows, d_out))
     return out, x.new_empty((d_in, d_out))
 
 
