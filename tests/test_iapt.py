@@ -11,32 +11,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is neede
 
 from conftest import DEVICES, assert_close  # noqa: E402
 
-VOCAB = 48
-
-
-def tiny_llama(layers=2, hidden=32, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                   initializer_range=0.2)
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
-def tiny_gpt2(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128,
-                                  bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                                  initializer_range=0.2)
-    return transformers.GPT2LMHeadModel(cfg).eval()
-
-
-def tiny_bert(num_labels=3, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, num_labels=num_labels, max_position_embeddings=128,
-                                  initializer_range=0.2)
-    return transformers.BertForSequenceClassification(cfg).eval()
+from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama  # noqa: E402
 
 
 def perturb(adapter, seed):
@@ -162,7 +137,7 @@ def test_soft_positions_and_logits_alignment():
     out = wrapper(input_ids=ids, attention_mask=am)
     assert out.logits.shape == (2, 6, VOCAB)
     # encoder: after [CLS]
-    bert = IAPTModel(tiny_bert(), bottleneck=8, num_tokens=3)
+    bert = IAPTModel(tiny_bert(num_labels=3), bottleneck=8, num_tokens=3)
     _, batch = bert._prepare(ids, torch.ones_like(ids), None, None, None, None)
     assert not batch.soft_mask[:, 0].any() and batch.soft_mask[:, 1:4].all()
 
@@ -269,7 +244,7 @@ def test_bad_inputs_give_clear_errors():
     with pytest.raises(ValueError, match="num_tokens"):
         wrapper.add_adapter("other", num_tokens=5)
     with pytest.raises(ValueError, match="generate"):
-        IAPTModel(tiny_bert(), bottleneck=8).generate(input_ids=ids)
+        IAPTModel(tiny_bert(num_labels=3), bottleneck=8).generate(input_ids=ids)
 
 
 def test_works_with_transformers_trainer(tmp_path):

@@ -15,38 +15,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is neede
 
 from conftest import DEVICES, assert_close  # noqa: E402
 
-VOCAB = 48
-
-
-def tiny_llama(hidden=32, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                   initializer_range=0.2)
-    return transformers.LlamaForCausalLM(cfg).eval()
-
-
-def tiny_gpt2(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128,
-                                  bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.2)
-    return transformers.GPT2LMHeadModel(cfg).eval()
-
-
-def tiny_bert(num_labels=2, hidden=32, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, num_labels=num_labels, max_position_embeddings=128,
-                                  initializer_range=0.2)
-    return transformers.BertForSequenceClassification(cfg).eval()
-
-
-def tiny_t5(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                                decoder_start_token_id=0, pad_token_id=0, eos_token_id=2, dropout_rate=0.0)
-    return transformers.T5ForConditionalGeneration(cfg).eval()
+from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

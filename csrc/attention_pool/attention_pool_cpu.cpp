@@ -2,6 +2,7 @@
 // the AVX2 build.
 #define FP_CPU_ISA baseline
 #include "attention_pool/attention_pool_cpu_impl.h"
+#include "common/cpu_isa.h"
 
 namespace fastprompt {
 namespace attention_pool {
@@ -14,10 +15,7 @@ void backward(const Problem& pb, const void* grad_out, const void* z, const void
               const void* out, const void* lse, void* grad_z, void* grad_queries_t,
               ParallelFor pf);
 }  // namespace avx2
-static bool use_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+static bool use_avx2() { return best_cpu_isa() >= CpuIsa::kAvx2; }
 #else
 static bool use_avx2() { return false; }
 namespace avx2 {

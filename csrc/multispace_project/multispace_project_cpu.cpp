@@ -2,6 +2,7 @@
 // the AVX2 build.
 #define FP_CPU_ISA baseline
 #include "multispace_project/multispace_project_cpu_impl.h"
+#include "common/cpu_isa.h"
 
 namespace fastprompt {
 namespace multispace_project {
@@ -19,10 +20,7 @@ void rows_backward(const Problem& pb, const void* grad_out, const void* proj, co
                    const void* logits,
                    void* grad_proj, void* gates, void* grad_logits, ParallelFor pf);
 }  // namespace avx2
-static bool use_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+static bool use_avx2() { return best_cpu_isa() >= CpuIsa::kAvx2; }
 #define FP_PICK(name, ...) \
   (use_avx2() ? avx2::name(__VA_ARGS__) : baseline::name##_any(__VA_ARGS__))
 #else

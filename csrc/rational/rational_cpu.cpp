@@ -3,8 +3,7 @@
 #define FP_CPU_LANES 8
 #include "rational/rational_cpu_impl.h"
 
-#include <cstdlib>
-#include <cstring>
+#include "common/cpu_isa.h"
 
 namespace fastprompt {
 namespace rational {
@@ -20,29 +19,10 @@ FP_DECLARE_ISA(avx2)
 FP_DECLARE_ISA(avx512)
 #undef FP_DECLARE_ISA
 
-enum class Isa { kBaseline, kAvx2, kAvx512 };
-
-// The widest instruction set this CPU has, capped by FASTPROMPT_CPU_ISA=baseline|avx2|avx512
-// (read on every call, so tests can compare the builds in one process).
-static Isa best_isa() {
-  static const Isa supported = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-      return Isa::kAvx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-    return Isa::kBaseline;
-  }();
-  const char* cap = std::getenv("FASTPROMPT_CPU_ISA");
-  if (cap == nullptr) return supported;
-  const Isa wanted = std::strcmp(cap, "baseline") == 0 ? Isa::kBaseline
-                     : std::strcmp(cap, "avx2") == 0   ? Isa::kAvx2
-                                                       : Isa::kAvx512;
-  return std::min(wanted, supported);
-}
+using Isa = CpuIsa;
 
 void forward_cpu(const Problem& pb, const void* x, void* y, ParallelFor pf) {
-  switch (best_isa()) {
+  switch (best_cpu_isa()) {
     case Isa::kAvx512: return avx512::forward(pb, x, y, pf);
     case Isa::kAvx2: return avx2::forward(pb, x, y, pf);
     default: return baseline::forward(pb, x, y, pf);
@@ -51,7 +31,7 @@ void forward_cpu(const Problem& pb, const void* x, void* y, ParallelFor pf) {
 
 void backward_cpu(const Problem& pb, const void* grad_out, const void* x, void* grad_x,
                   void* grad_coef, ParallelFor pf) {
-  switch (best_isa()) {
+  switch (best_cpu_isa()) {
     case Isa::kAvx512: return avx512::backward(pb, grad_out, x, grad_x, grad_coef, pf);
     case Isa::kAvx2: return avx2::backward(pb, grad_out, x, grad_x, grad_coef, pf);
     default: return baseline::backward(pb, grad_out, x, grad_x, grad_coef, pf);

@@ -3,8 +3,7 @@
 #define FP_CPU_ISA baseline
 #include "vectors/vectors_cpu_impl.h"
 
-#include <cstdlib>
-#include <cstring>
+#include "common/cpu_isa.h"
 
 namespace fastprompt {
 namespace vectors {
@@ -23,28 +22,10 @@ FP_DECLARE_ISA(avx2)
 FP_DECLARE_ISA(avx512)
 #undef FP_DECLARE_ISA
 
-enum class Isa { kBaseline, kAvx2, kAvx512 };
-
-// The widest instruction set this CPU has, capped by FASTPROMPT_CPU_ISA=baseline|avx2|avx512.
-static Isa best_isa() {
-  static const Isa supported = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-      return Isa::kAvx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
-    return Isa::kBaseline;
-  }();
-  const char* cap = std::getenv("FASTPROMPT_CPU_ISA");
-  if (cap == nullptr) return supported;
-  const Isa wanted = std::strcmp(cap, "baseline") == 0 ? Isa::kBaseline
-                     : std::strcmp(cap, "avx2") == 0   ? Isa::kAvx2
-                                                       : Isa::kAvx512;
-  return std::min(wanted, supported);
-}
+using Isa = CpuIsa;
 
 #define FP_ISA_CALL(fn, ...)                                   \
-  switch (best_isa()) {                                        \
+  switch (best_cpu_isa()) {                                        \
     case Isa::kAvx512: return avx512::fn(__VA_ARGS__);          \
     case Isa::kAvx2: return avx2::fn(__VA_ARGS__);              \
     default: return baseline::fn(__VA_ARGS__);                  \
