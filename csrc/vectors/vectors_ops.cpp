@@ -4,6 +4,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/mm.h>
 #include <torch/library.h>
 
 #include "common/torch_glue.h"
@@ -137,6 +138,13 @@ void weights_grad_launch_cpu(const CombineProblem& pb, const at::Tensor& g, cons
                              at::Tensor& gw) {
   if (pb.numel == 0 || pb.rows == 0) {
     gw.zero_();
+    return;
+  }
+  if (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble) {
+    // grad_weights (B, T) = grad_out (B, N) @ bank^T: a matrix product, which BLAS runs about 4x
+    // faster here than the fused dot kernel (the 16-bit types keep the kernel, which converts on
+    // load instead of materialising float32 copies).
+    at::mm_out(gw, g, bank.t());
     return;
   }
   combine_weights_grad_cpu(pb, g.data_ptr(), bank.data_ptr(), gw.data_ptr(), torch_parallel_for);
