@@ -57,8 +57,8 @@ def multispace_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         (..., d_out) in x's dtype: sum_k softmax(gate_logits)_k (x @ weight[k] + bias[k]).
 
     A shared gate (or None) folds the weights first (W_eff = sum_k g_k weight[k]) and runs one
-    matrix product; per-row gates run one product against all N weights at once and mix the N
-    projections in a fused pass. Differentiable in x, weight, bias and gate_logits.
+    matrix product; per-row gates run one product per space into an (N, rows, d_out) buffer and mix
+    the N projections in a fused pass. Differentiable in x, weight, bias and gate_logits.
     """
     _check_inputs(x, weight, bias, gate_logits)
     out, _ = torch.ops.fastprompt.multispace_project.default(x, weight, bias, gate_logits)
