@@ -61,12 +61,21 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fn: Callable, inputs: tuple, device: str, *, warmup: int = 3, min_time: float = 0.5,
-            max_reps: int = 200, min_reps: int = 5) -> List[float]:
-    """Wall-clock times (seconds) of repeated fn(*inputs) calls, after warm-up."""
-    for _ in range(warmup):
+def measure(fn: Callable, inputs: tuple, device: str, *, warmup: int = 3, warmup_time: float = 1.0,
+            min_time: float = 0.5, max_reps: int = 200, min_reps: int = 5) -> List[float]:
+    """Wall-clock times (seconds) of repeated fn(*inputs) calls, after warm-up.
+
+    The warm-up runs at least ``warmup`` calls and at least ``warmup_time`` seconds (at most
+    ``max_reps`` calls): besides lazy compilation it must absorb one-time costs of a fresh
+    process, such as first-touch page faults of large buffers, which on some virtual machines
+    make the first second of large allocations several times slower.
+    """
+    start = time.perf_counter()
+    calls = 0
+    while calls < warmup or (time.perf_counter() - start < warmup_time and calls < max_reps):
         fn(*inputs)
-    synchronize(device)
+        synchronize(device)
+        calls += 1
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
