@@ -11,7 +11,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is neede
 
 from conftest import DEVICES, assert_close  # noqa: E402
 
-from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama  # noqa: E402
+from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, train_losses  # noqa: E402
 
 
 def perturb(adapter, seed):
@@ -76,15 +76,7 @@ def copy_task(batch, seed, instruction_len=5, pad_left=False):
 
 
 def train(wrapper, steps, make_batch, lr=2e-2):
-    opt = torch.optim.Adam(wrapper.trainable_parameters(), lr=lr)
-    losses = []
-    for step in range(steps):
-        out = wrapper(**make_batch(step))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(out.loss.item())
-    return losses
+    return train_losses(wrapper, torch.optim.Adam(wrapper.trainable_parameters(), lr=lr), steps, make_batch)
 
 
 @pytest.mark.parametrize("backbone", ["llama", "gpt2"])

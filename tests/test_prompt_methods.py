@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers", reason="transformers is neede
 
 from conftest import DEVICES, assert_close  # noqa: E402
 
-from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5  # noqa: E402
+from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5, train_losses  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -114,15 +114,7 @@ def wrap(method, model, **overrides):
 
 
 def train(wrapper, steps, make_batch, lr=5e-2, lr_lowrank=None):
-    opt = torch.optim.Adam(wrapper.param_groups(lr, lr_lowrank))
-    losses = []
-    for step in range(steps):
-        out = wrapper(**make_batch(step))
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        losses.append(out.loss.item())
-    return losses
+    return train_losses(wrapper, torch.optim.Adam(wrapper.param_groups(lr, lr_lowrank)), steps, make_batch)
 
 
 @pytest.mark.parametrize("method", list(METHODS))

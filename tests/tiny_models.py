@@ -34,3 +34,15 @@ def tiny_t5(seed=0):
     cfg = transformers.T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
                                 decoder_start_token_id=0, pad_token_id=0, eos_token_id=2, dropout_rate=0.0)
     return transformers.T5ForConditionalGeneration(cfg).eval()
+
+
+def train_losses(wrapper, optimizer, steps, make_batch):
+    """Runs `steps` optimizer steps on wrapper(**make_batch(step)).loss; returns the losses."""
+    losses = []
+    for step in range(steps):
+        out = wrapper(**make_batch(step))
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        losses.append(out.loss.item())
+    return losses
