@@ -141,10 +141,11 @@ void forward_range(const Problem& pb, const T* x, T* y, int64_t begin, int64_t e
       const int64_t n = std::min<int64_t>(width, hi - i);
       const V xv = load_value(x + i, n);
       Point<D, V> p;
-      evaluate_fast<D, FORM>(xv, a, b, p);
+      const bool direct = evaluate_fast<D, FORM>(xv, a, b, p);
       store_value(y + i, p.y, n);
+      if (__builtin_expect(direct, 1)) continue;
       const auto wide = needs_wide(p);
-      if (__builtin_expect(fp_any(wide), 0)) {
+      if (fp_any(wide)) {
         for (int l = 0; l < n; ++l) {
           if (!mask_lane(wide, l)) continue;
           Point<D, W> pw;
@@ -186,11 +187,11 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
         const V xv = load_value(x + i, n);
         const V gv = load_value(dy + i, n);
         Point<D, V> p;
-        evaluate_fast<D, FORM>(xv, a, b, p);
+        const bool direct = evaluate_fast<D, FORM>(xv, a, b, p);
         V ga[K], gb[K];
         V gx = backward_terms(gv, xv, dc, p, ga, gb);
         const auto wide = needs_wide(p);
-        if (__builtin_expect(fp_any(wide), 0)) {
+        if (__builtin_expect(!direct && fp_any(wide), 0)) {
           const V zero = splat_as(V{}, 0.0);
           for (int j = 0; j < K; ++j) {
             ga[j] = fp_select(wide, zero, ga[j]);

@@ -96,17 +96,19 @@ FP_HOST_DEVICE auto needs_wide(const Point<D, V>& p) {
   return (p.inv_q > limit) | (fp_abs(p.y) > limit) | (p.y != p.y);
 }
 
-// evaluate() for the common case: where every |x| of the vector is at most 2^8 (so x^D <= 2^64)
-// the direct form is used, and kept only if it produced a finite, representable result
-// (Q finite, P / Q small enough for the gradient terms); otherwise the overflow-safe form.
+// evaluate() for the common case: the direct form, kept where every |x| of the vector is at
+// most 2^8 (so x^D <= 2^64) and it produced a finite, representable result; otherwise the
+// overflow-safe form. Returns true when the direct form was kept: its result then needs no wide
+// re-evaluation (Q >= 1, so inv_q <= 1; a Q that overflowed shows as inv_q = 0).
 template <int D, int FORM, typename V, typename C>
-FP_HOST_DEVICE void evaluate_fast(V x, const C* a, const C* b, Point<D, V>& p) {
-  const V zero = splat_as(x, 0.0);
-  if (!fp_any(fp_abs(x) > splat_as(x, 256.0))) {
-    evaluate_direct<D, FORM>(x, a, b, p);
-    if (!fp_any(needs_wide(p) | (p.inv_q == zero))) return;
-  }
+FP_HOST_DEVICE bool evaluate_fast(V x, const C* a, const C* b, Point<D, V>& p) {
+  evaluate_direct<D, FORM>(x, a, b, p);
+  const V limit = splat_as(x, 1099511627776.0);  // 2^40, as in needs_wide
+  const auto unsafe = (fp_abs(x) > splat_as(x, 256.0)) | (fp_abs(p.y) > limit) | (p.y != p.y) |
+                      (p.inv_q == splat_as(x, 0.0));
+  if (!fp_any(unsafe)) return true;
   evaluate<D, FORM>(x, a, b, p);
+  return false;
 }
 
 // Loop-invariant coefficient products of the backward, computed once per group:
