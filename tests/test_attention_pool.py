@@ -5,7 +5,7 @@ import torch
 import fastprompt
 from fastprompt.reference import attention_pool_ref
 
-from conftest import DEVICES, LOW_PRECISION, assert_close
+from conftest import DEVICES, LOW_PRECISION, assert_close, requires_cuda, require
 
 # (B, T, D, K): odd and prime sizes, one longer than a token chunk (256), single elements
 SHAPES = [(2, 7, 13, 3), (3, 300, 37, 5), (1, 1, 1, 1), (4, 17, 64, 4), (2, 521, 9, 2)]
@@ -220,7 +220,7 @@ def test_bad_inputs_name_the_argument():
         torch.ops.fastprompt.attention_pool_backward.default(torch.randn(2, 3, 5), z, q, None, out, lse)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
+@requires_cuda
 def test_device_mismatch_names_the_argument():
     with pytest.raises(RuntimeError, match="queries"):
         fastprompt.attention_pool(torch.randn(2, 5, 4, device="cuda"), torch.randn(4, 3))
@@ -242,7 +242,7 @@ def test_self_attention_pooling_module(device):
 
 
 def test_random_shapes_and_masks_match_reference():
-    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the property test")
+    hypothesis = require("hypothesis")
     st = hypothesis.strategies
 
     @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)

@@ -5,7 +5,7 @@ import torch
 import fastprompt
 from fastprompt.reference import multispace_project_folded_ref, multispace_project_ref
 
-from conftest import DEVICES, LOW_PRECISION, assert_close
+from conftest import DEVICES, LOW_PRECISION, assert_close, requires_cuda, require
 
 GATES = ["none", "shared", "per_row"]
 # (leading shape, N, d_in, d_out): odd and prime sizes, one fold chunk crossed (d_in*d_out > 4096),
@@ -233,7 +233,7 @@ def test_bad_inputs_name_the_argument():
         torch.ops.fastprompt.multispace_project_backward.default(torch.randn(5, 5), x, w, b, None, saved)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU visible")
+@requires_cuda
 def test_device_mismatch_names_the_argument():
     x = torch.randn(5, 4, device="cuda")
     _raises("weight", x, torch.randn(3, 4, 6))
@@ -278,7 +278,7 @@ def test_module_bad_arguments():
 
 
 def test_random_shapes_match_reference():
-    hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is needed for the property test")
+    hypothesis = require("hypothesis")
     st = hypothesis.strategies
 
     @hypothesis.settings(max_examples=25, deadline=None, derandomize=True)

@@ -7,7 +7,7 @@ from fastprompt.nn import RationalActivation
 from fastprompt.nn.rational import _table, rational_init
 from fastprompt.reference import rational_ref
 
-from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, TOLERANCES, assert_close
+from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, TOLERANCES, assert_close, requires_cuda, restore_threads  # noqa: F401
 
 DEGREES = [(5, 4), (3, 2), (6, 5), (0, 1), (8, 8), (2, 7)]
 
@@ -105,14 +105,13 @@ def test_empty(device, shape):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_coefficient_gradients_are_bitwise_reproducible(device):
+def test_coefficient_gradients_are_bitwise_reproducible(device, restore_threads):
     x, a, b = make_inputs((64, 4099), 1, (5, 4), torch.float32, device)
     g = torch.randn_like(x)
     runs = []
     for threads in (1, 2, 1):
         torch.set_num_threads(threads)
         runs.append(torch.ops.fastprompt.rational_backward.default(g, x, a, b, "A"))
-    torch.set_num_threads(2)
     for other in runs[1:]:
         for t0, t1 in zip(runs[0], other):
             assert torch.equal(t0, t1)
@@ -221,7 +220,7 @@ def test_bad_input_errors_from_the_op_itself():
         torch.ops.fastprompt.rational_backward.default(torch.randn(3), torch.randn(2, 4), torch.randn(1, 3), torch.randn(1, 2), "A")
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no GPU visible")
+@requires_cuda
 def test_devices_must_match_cuda():
     with pytest.raises(RuntimeError, match="numerator: expected a tensor on cuda"):
         fastprompt.rational(torch.randn(2, 4, device="cuda"), torch.randn(1, 3), torch.randn(1, 2, device="cuda"))

@@ -14,7 +14,7 @@ from fastprompt.vectors import (CheckpointNotFoundError, MixingCoefficients, Pro
 from fastprompt.vectors import tasks as T
 from fastprompt.vectors.experiment import transfer_experiment, tiny_llama, tune_prompt, tune_vectors
 
-from conftest import DEVICES, assert_close
+from conftest import DEVICES, assert_close, require
 
 L, D = 5, 12
 
@@ -23,27 +23,6 @@ def _vec(seed, device="cpu", task=None, base_model="tiny", init_seed=0, dtype=to
     g = torch.Generator().manual_seed(seed)
     return TaskPromptVector(torch.randn(L, D, generator=g, dtype=dtype).to(device), task=task or f"t{seed}",
                             base_model=base_model, init_seed=init_seed)
-
-
-def _has(module, name):
-    try:
-        mod = __import__(module, fromlist=[name])
-    except ImportError:
-        return False
-    return hasattr(mod, name)
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other jobs for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-HAS_SOFT_PROMPT = _has("fastprompt.nn", "SoftPrompt")
-HAS_PROMPT_TUNING = _has("fastprompt.methods", "PromptTuningModel")
 
 
 # ---- construction and arithmetic -------------------------------------------------------------
@@ -149,7 +128,7 @@ def test_merge_of_vectors_that_require_grad():
 
 
 def test_merge_matches_peft():
-    merge_utils = pytest.importorskip("peft.utils.merge_utils")
+    merge_utils = require("peft.utils.merge_utils", "peft")
     vs = [_vec(i) for i in range(3)]
     bank = [v.tau for v in vs]
     w = torch.tensor([0.7, 1.3, 0.4])
@@ -337,7 +316,6 @@ def test_from_fastprompt_checkpoint(tmp_path, device):
         TaskPromptVector.from_checkpoint(tmp_path / "text", init_std=1.0)
 
 
-@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
 @pytest.mark.parametrize("init_kind", ["random", "vocab"])
 def test_from_prompt_tuning_checkpoints(tmp_path, init_kind):
     """Checkpoints written by PromptTuningModel (its own format and the PEFT export): the init is
@@ -359,7 +337,7 @@ def test_from_prompt_tuning_checkpoints(tmp_path, init_kind):
 
 
 def _peft_adapter(directory, seed=0, shift=0.0):
-    peft = pytest.importorskip("peft")
+    peft = require("peft")
     model = tiny_llama(40, hidden=16, layers=1, heads=2)
     torch.manual_seed(seed)
     pm = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=L))
@@ -456,7 +434,6 @@ def test_init_from_vectors(device):
         init_from_vectors(init, torch.zeros(0, L, D, device=device))
 
 
-@pytest.mark.skipif(not HAS_SOFT_PROMPT, reason="fastprompt.nn.SoftPrompt not available")
 def test_soft_prompt_from_vectors():
     from fastprompt.vectors import soft_prompt_from_vectors
 
@@ -467,7 +444,6 @@ def test_soft_prompt_from_vectors():
     assert sp.weight.requires_grad
 
 
-@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
 def test_prompt_tuning_from_vectors():
     from fastprompt.methods import PromptTuningConfig
     from fastprompt.vectors import prompt_tuning_from_vectors
@@ -712,7 +688,6 @@ def test_load_examples(tmp_path):
 
 
 # ---- the transfer experiment ---------------------------------------------------------------
-@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
 def test_transfer_from_related_tasks_lowers_the_starting_loss(one_thread):
     """Tune prompts on two sentiment tasks, then start a third from the sum of their vectors:
     its loss at init is clearly below that of a random init (fixed seeds)."""
@@ -734,7 +709,6 @@ def test_transfer_from_related_tasks_lowers_the_starting_loss(one_thread):
     assert "vectors" in result.summary()
 
 
-@pytest.mark.skipif(not HAS_PROMPT_TUNING, reason="fastprompt.methods.PromptTuningModel not available")
 def test_related_tasks_have_similar_vectors(one_thread):
     """Vectors of two sentiment tasks are closer to each other than to a topic task's
     (cosine across tasks, averaged over two init seeds; fixed seeds)."""
@@ -788,8 +762,7 @@ def test_mixing_coefficients_under_ddp(tmp_path):
     """One-process DDP (gloo): the learnable coefficients are ordinary parameters."""
     import torch.distributed as dist
 
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo not available")
+    assert dist.is_available() and dist.is_gloo_available(), "torch.distributed with gloo is needed"
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
     try:
         vs = [_vec(i) for i in range(3)]

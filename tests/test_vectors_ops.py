@@ -5,7 +5,7 @@ import torch
 import fastprompt
 from fastprompt.reference.vectors import combine_ref, dare_keep_mask, merge_ref
 
-from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, assert_close
+from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, assert_close, require, requires_cuda
 
 METHODS = ["task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties"]
 
@@ -194,7 +194,7 @@ def test_combine_bad_inputs(device):
                                      torch.randn(3, 20, device=device))
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no GPU visible")
+@requires_cuda
 def test_combine_different_devices():
     with pytest.raises(RuntimeError, match="weights"):
         fastprompt.combine(torch.randn(3, 4, device="cuda"), torch.randn(2, 3))
@@ -203,10 +203,12 @@ def test_combine_different_devices():
 
 
 # ---- merge against peft --------------------------------------------------------------------------
-merge_utils = pytest.importorskip("peft.utils.merge_utils")
+# (method, sign) pairs: the sign election only exists for the TIES methods
+METHOD_SIGNS = [(m, "total") for m in METHODS] + [("ties", "frequency"), ("dare_ties", "frequency")]
 
 
 def _peft_merge(vectors, method, weights, density, sign, dare_masks=None, monkeypatch=None):
+    merge_utils = require("peft.utils.merge_utils", "peft")
     tensors = list(vectors)
     if method in ("dare", "dare_ties") and density < 1:
         masks = iter(list(dare_masks))
@@ -224,12 +226,9 @@ def _peft_merge(vectors, method, weights, density, sign, dare_masks=None, monkey
 
 @pytest.mark.filterwarnings("ignore:The density")
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method,sign", METHOD_SIGNS)
 @pytest.mark.parametrize("density", [0.1, 0.37, 0.8, 1.0])
-@pytest.mark.parametrize("sign", ["total", "frequency"])
 def test_merge_matches_peft_float64(device, method, density, sign, monkeypatch):
-    if sign == "frequency" and method not in ("ties", "dare_ties"):
-        pytest.skip("sign only matters for TIES")
     g = _gen(7)
     vectors = torch.randn(5, 11, 23, generator=g, dtype=torch.float64).to(device)
     weights = torch.rand(5, generator=g, dtype=torch.float64).to(device) + 0.2
@@ -254,11 +253,8 @@ def test_merge_matches_peft_float32(device, method, monkeypatch):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("sign", ["total", "frequency"])
+@pytest.mark.parametrize("method,sign", METHOD_SIGNS)
 def test_merge_matches_reference_large_and_ties(device, method, sign):
-    if sign == "frequency" and method not in ("ties", "dare_ties"):
-        pytest.skip("sign only matters for TIES")
     # values on a coarse grid: many entries tie with the top-k threshold, across chunk borders
     g = _gen(5)
     vectors = torch.randint(-4, 5, (3, 60001), generator=g).double().to(device)
@@ -370,7 +366,7 @@ def test_dare_seed_reproducible(device, method):
                        fastprompt.merge(x, method, density=0.3, seed=2 ** 64 - 1))
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no GPU visible")
+@requires_cuda
 @pytest.mark.parametrize("method", METHODS)
 def test_merge_cpu_and_cuda_identical(method):
     x = torch.randn(5, 70001, dtype=torch.float64)
@@ -419,7 +415,7 @@ def test_merge_bad_inputs(device):
         torch.ops.fastprompt.merge(x, torch.ones(2, device=device), "ties", 0.5, "total", 0)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no GPU visible")
+@requires_cuda
 def test_merge_different_devices():
     with pytest.raises(RuntimeError, match="weights"):
         fastprompt.merge(torch.randn(3, 4, device="cuda"), "ties", torch.ones(3), 0.5)
