@@ -1,17 +1,24 @@
-# make bench : micro-benchmarks on the device present (prints a table, writes benchmarks/results/latest.*)
-# make test  : the test suite (CUDA tests skip themselves without a GPU)
+# make bench       : micro-benchmarks on the device present (prints a table, writes benchmarks/results/latest.*)
+# make test        : the test suite with the tested dependency set (CUDA tests skip themselves without a GPU)
+# make test-latest : the same suite with the newest versions the registry serves, in its own environment
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env build test bench bench-pytest clean
+.PHONY: env env-latest build test test-latest bench bench-pytest clean
 
 env:
-	@bash tools/bootstrap.sh
+	@VENV=$(VENV) bash tools/bootstrap.sh
+
+env-latest:
+	@VENV=.venv-latest FASTPROMPT_DEPS=latest bash tools/bootstrap.sh
 
 build: env
 
 test: env
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-latest: env-latest
+	.venv-latest/bin/python -m pytest -q tests $(PYTEST_ARGS)
 
 bench: env
 	$(PY) -m fastprompt.bench --output benchmarks/results/latest $(BENCH_ARGS)

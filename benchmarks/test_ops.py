@@ -4,20 +4,24 @@ and provider, grouped by case, so `--benchmark-compare` shows the ratios.
     pytest benchmarks --benchmark-only [-k rational] [--quick]
 """
 import pytest
-import torch
 
 from fastprompt.bench.core import all_cases, synchronize
 
 from conftest import DEVICES
 
-_PARAMS = []
-for _device in DEVICES:
-    for _case in all_cases(_device, quick=False):
-        for _provider in _case.providers:
-            _PARAMS.append(pytest.param(_case, _provider, id=f"{_case.name}-{_provider}"))
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    quick = metafunc.config.getoption("--quick")
+    params = []
+    for device in DEVICES:
+        for case in all_cases(device, quick=quick):
+            for provider in case.providers:
+                params.append(pytest.param(case, provider, id=f"{case.name}-{provider}"))
+    metafunc.parametrize("case,provider", params)
 
 
-@pytest.mark.parametrize("case,provider", _PARAMS)
 def test_op(benchmark, case, provider):
     benchmark.group = case.name
     inputs = case.make()

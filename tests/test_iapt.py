@@ -7,7 +7,7 @@ import fastprompt
 from fastprompt.methods import IAPTConfig, IAPTModel
 from fastprompt.reference import iapt_generator_ref_from_module
 
-transformers = pytest.importorskip("transformers", reason="transformers is needed for the IAPT method tests")
+import transformers  # noqa: E402
 
 from conftest import DEVICES, assert_close  # noqa: E402
 

@@ -673,18 +673,43 @@ def test_topic_family_and_encoding():
         T.topic_task(["sports"])
 
 
-def test_load_examples(tmp_path):
+@pytest.mark.parametrize("reader", ["datasets", "stdlib"])
+def test_load_examples(tmp_path, monkeypatch, reader):
+    """Local files load through datasets.load_dataset("csv" | "json", data_files=...) where
+    `datasets` is installed, and through the standard library without it, to the same tasks."""
+    calls = []
+    if reader == "datasets":
+        datasets = require("datasets")
+        monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+        real = datasets.load_dataset
+        monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or real(*a, **k))
+    else:
+        import sys
+
+        monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
     (tmp_path / "d.csv").write_text("text,label\ngood film,positive\nbad film,negative\nfine,positive\n")
     task = T.load_examples(tmp_path / "d.csv")
     assert task.labels == ("positive", "negative") and [e.label for e in task.train] == [0, 1, 0]
     assert task.train[0].words == ("good", "film")
+    (tmp_path / "d.tsv").write_text("text\tlabel\ngood film\t1\nbad\t0\n")
+    task = T.load_examples(tmp_path / "d.tsv")
+    assert task.labels == ("0", "1") and [e.label for e in task.train] == [1, 0]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps({"sentence": s, "y": y})
                                                 for s, y in [("a b", 1), ("c", 0)]))
     task = T.load_examples(tmp_path / "d.jsonl", text_field="sentence", label_field="y",
                            labels=("negative", "positive"))
     assert [e.label for e in task.train] == [1, 0]
+    (tmp_path / "d.json").write_text(json.dumps({"train": [{"text": "x y", "label": 0}],
+                                                 "validation": [{"text": "z", "label": 1}, {"text": "w", "label": 0}]}))
+    task = T.load_examples(tmp_path / "d.json", split="validation")
+    assert [e.words for e in task.train] == [("z",), ("w",)] and [e.label for e in task.train] == [1, 0]
     with pytest.raises(ValueError, match="text_field"):
         T.load_examples(tmp_path / "d.jsonl")
+    with pytest.raises(FileNotFoundError, match="source"):
+        T.load_examples(tmp_path / "missing.jsonl")
+    if reader == "datasets":
+        assert [a[0] for a, _ in calls] == ["csv", "csv", "json", "json", "json"]
+        assert all(k["data_files"].startswith(str(tmp_path)) for _, k in calls)
 
 
 # ---- the transfer experiment ---------------------------------------------------------------

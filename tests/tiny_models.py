@@ -46,3 +46,13 @@ def train_losses(wrapper, optimizer, steps, make_batch):
         optimizer.step()
         losses.append(out.loss.item())
     return losses
+
+
+def perturb(module, seed, scale=0.5):
+    """Adds seeded noise to the trainable parameters of `module` (so an adapter is not at its
+    do-nothing initial state)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))

@@ -272,6 +272,34 @@ def label_accuracy(model, batch: Dict[str, torch.Tensor], task: Task, vocab: Opt
 
 
 # ---- real data -------------------------------------------------------------------------------
+def _read_local_rows(path: Path, split: str) -> List[dict]:
+    """The rows of a local CSV / TSV / JSON / JSONL file, through ``datasets.load_dataset("csv" |
+    "json", data_files=...)`` (the path a user takes for any local or hub data set) where
+    ``datasets`` is installed, else through the standard library (same rows)."""
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    if datasets is not None:
+        if path.suffix in (".csv", ".tsv"):
+            table = datasets.load_dataset("csv", data_files=str(path), split="train",
+                                          delimiter="\t" if path.suffix == ".tsv" else ",")
+        elif path.suffix == ".jsonl":
+            table = datasets.load_dataset("json", data_files=str(path), split="train")
+        else:
+            data = json.loads(path.read_text())
+            field = None if isinstance(data, list) else (split if split in data else "data")
+            table = datasets.load_dataset("json", data_files=str(path), split="train", field=field)
+        return list(table)
+    if path.suffix in (".csv", ".tsv"):
+        with path.open(newline="") as f:
+            return list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    data = json.loads(path.read_text())
+    return data if isinstance(data, list) else data.get(split, data.get("data", []))
+
+
 def load_examples(source: Union[str, Path], text_field: str = "text", label_field: str = "label",
                   split: str = "train", labels: Optional[Sequence[str]] = None, name: Optional[str] = None,
                   **dataset_kwargs) -> Task:
@@ -283,14 +311,7 @@ def load_examples(source: Union[str, Path], text_field: str = "text", label_fiel
     if path.suffix in (".csv", ".tsv", ".json", ".jsonl") or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"source: no such file {path}")
-        if path.suffix in (".csv", ".tsv"):
-            with path.open(newline="") as f:
-                rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
-        elif path.suffix == ".jsonl":
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        else:
-            data = json.loads(path.read_text())
-            rows = data if isinstance(data, list) else data.get(split, data.get("data", []))
+        rows = _read_local_rows(path, split)
     else:
         try:
             import datasets
