@@ -93,7 +93,7 @@ if [ ${#missing_optional[@]} -gt 0 ]; then
   echo "[bootstrap] not installed (their tests will skip): ${missing_optional[*]}"
 fi
 
-build_dir="build/$(basename "$VENV")"
+build_dir="build/$(basename "$VENV" | sed "s/^\.//")"
 echo "[bootstrap] building fastprompt._C (log: $build_dir/build.log)"
 mkdir -p "$build_dir"
 if ! MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" setup.py build_ext --build-temp "$build_dir/temp" \
