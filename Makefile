@@ -1,9 +1,10 @@
 # make bench : micro-benchmarks on the device present (prints a table, writes benchmarks/results/latest.*)
 # make test  : the test suite (CUDA tests skip themselves without a GPU)
+# make gpu-check : on a GPU machine, build + CUDA tests + GPU benchmark tables in under 8 minutes
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env build test bench bench-pytest clean
+.PHONY: env build test bench bench-pytest gpu-check clean
 
 env:
 	@bash tools/bootstrap.sh
@@ -18,6 +19,10 @@ bench: env
 
 bench-pytest: env
 	$(PY) -m pytest -q benchmarks --benchmark-only $(PYTEST_ARGS)
+
+# on a machine with a GPU: build for it, CUDA tests, GPU benchmarks, benchmarks/results/*_cuda.md
+gpu-check:
+	@VENV=$(VENV) bash tools/gpu_check.sh
 
 clean:
 	rm -rf build fastprompt/_C*.so *.egg-info
