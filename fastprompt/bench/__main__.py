@@ -11,7 +11,8 @@ Progress ("[i/N] case") goes to stderr while it runs.
 With --output, writes PREFIX.csv and PREFIX.json (plus device, torch version and date);
 --markdown DIR writes DIR/<family>_<cpu|cuda>.md, one table per op family; --charts DIR writes
 DIR/<family>_<cpu|cuda>.png (speed-up over eager and torch.compile per case). --budget stops
-starting new cases after that many seconds (the tables say which cases were left out).
+starting new cases after that many seconds (the tables say which cases were left out); with a
+budget the families take turns, one case each, so that every family gets rows.
 """
 import argparse
 import csv
@@ -42,6 +43,8 @@ def run(device: str, quick: bool, ops, min_time: float, warmup_time: float = 1.0
     bandwidth = memory_bandwidth(device)
     rows, skipped = [], []
     cases = all_cases(device, quick, ops)
+    if budget is not None:
+        cases = round_robin(cases)
     for i, case in enumerate(cases, 1):
         if budget is not None and time.perf_counter() - start > budget:
             skipped.append(case)
@@ -82,7 +85,7 @@ def run(device: str, quick: bool, ops, min_time: float, warmup_time: float = 1.0
             row["TFLOP/s"] = round(case.flops / ours / 1e12, 3)
         for provider, m in memory.items():
             if m is not None:
-                row[f"{provider}_peak_MB"] = round(m / 2 ** 20, 1)
+                row[f"{provider}_peak_MB"] = round(m / 2 ** 20, 3)
         rows.append(row)
         print(format_row(row), flush=True)
         print(f"  ({time.perf_counter() - case_start:.1f} s)", file=sys.stderr, flush=True)
@@ -90,6 +93,20 @@ def run(device: str, quick: bool, ops, min_time: float, warmup_time: float = 1.0
         if on_row is not None:
             on_row(rows, bandwidth, skipped)
     return rows, bandwidth, skipped
+
+
+def round_robin(cases):
+    """The cases reordered family by family in turn (first case of each family, then the
+    second, ...), so that a time budget leaves every family some rows."""
+    by_family = {}
+    for case in cases:
+        by_family.setdefault(case.family, []).append(case)
+    out = []
+    while any(by_family.values()):
+        for family in list(by_family):
+            if by_family[family]:
+                out.append(by_family[family].pop(0))
+    return out
 
 
 def format_row(row) -> str:
@@ -184,7 +201,8 @@ def main(argv=None):
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per provider")
     parser.add_argument("--warmup-time", type=float, default=1.0,
                         help="seconds of warm-up per provider (CPU: absorbs first-touch page faults)")
-    parser.add_argument("--budget", type=float, help="start no new case after this many seconds")
+    parser.add_argument("--budget", type=float,
+                        help="start no new case after this many seconds (families take turns)")
     parser.add_argument("--output", type=Path, help="write PREFIX.csv and PREFIX.json")
     parser.add_argument("--markdown", type=Path, help="write DIR/<family>_<cpu|cuda>.md")
     parser.add_argument("--charts", type=Path, help="write DIR/<family>_<cpu|cuda>.png")
@@ -196,7 +214,7 @@ def main(argv=None):
             "command": "python -m fastprompt.bench " + " ".join(argv if argv is not None else sys.argv[1:])}
     print(f"device: {meta['device']}  torch {torch.__version__}")
 
-    def write(rows, bandwidth, skipped, final=False):
+    def write(rows, bandwidth, skipped):
         meta["copy_bandwidth_GBps"] = round(bandwidth / 1e9, 1)
         families = []
         for row in rows:
@@ -207,7 +225,7 @@ def main(argv=None):
             if args.markdown:
                 args.markdown.mkdir(parents=True, exist_ok=True)
                 (args.markdown / f"{family}_{kind}.md").write_text(markdown_table(family, frows, meta, skipped))
-            if args.charts and final:
+            if args.charts:
                 write_chart(args.charts / f"{family}_{kind}.png", family, frows, meta)
         if args.output:
             args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +242,7 @@ def main(argv=None):
     rows, bandwidth, skipped = run(args.device, args.quick, args.ops, args.min_time,
                                    warmup_time=args.warmup_time, budget=args.budget, on_row=write)
     print(f"measured copy bandwidth: {bandwidth / 1e9:.1f} GB/s")
-    write(rows, bandwidth, skipped, final=True)
+    write(rows, bandwidth, skipped)
     outputs = []
     if args.output:
         outputs.append(f"{args.output}.csv, {args.output}.json")
