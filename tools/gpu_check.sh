@@ -44,7 +44,14 @@ else
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv 2>/dev/null || true
 fi
 
-# 1. build (bootstrap: venv with system site-packages, missing packages only, ninja build)
+# 1. build (bootstrap: venv with system site-packages, missing packages only, ninja build). A
+#    Python without ensurepip cannot make a venv with pip; with every package already present
+#    none is needed, so fall back to a venv without pip.
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv --system-site-packages "$VENV" >/dev/null 2>&1 ||
+    { rm -rf "$VENV"; "$PYTHON" -m venv --system-site-packages --without-pip "$VENV"; } ||
+    { say "cannot create the virtual environment $VENV"; exit 1; }
+fi
 say "building (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-unset}, MAX_JOBS=${MAX_JOBS:-$(nproc)})"
 if ! PYTHON="$PYTHON" VENV="$VENV" bash tools/bootstrap.sh > "$LOGS/build.log" 2>&1; then
   tail -40 "$LOGS/build.log"
