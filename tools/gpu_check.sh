@@ -49,7 +49,7 @@ fi
 #    none is needed, so fall back to a venv without pip.
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv --system-site-packages "$VENV" >/dev/null 2>&1 ||
-    { rm -rf "$VENV"; "$PYTHON" -m venv --system-site-packages --without-pip "$VENV"; } ||
+    "$PYTHON" -m venv --system-site-packages --without-pip "$VENV" ||
     { say "cannot create the virtual environment $VENV"; exit 1; }
 fi
 say "building (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-unset}, MAX_JOBS=${MAX_JOBS:-$(nproc)})"
