@@ -1,10 +1,11 @@
 # make bench       : micro-benchmarks on the device present (prints a table, writes benchmarks/results/latest.*)
 # make test        : the test suite with the tested dependency set (CUDA tests skip themselves without a GPU)
 # make test-latest : the same suite with the newest versions the registry serves, in its own environment
+# make gpu-check   : on a GPU machine, build + CUDA tests + GPU benchmark tables in under 8 minutes
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env env-latest build test test-latest bench bench-pytest clean
+.PHONY: env env-latest build test test-latest bench bench-pytest gpu-check clean
 
 env:
 	@VENV=$(VENV) bash tools/bootstrap.sh
@@ -25,6 +26,10 @@ bench: env
 
 bench-pytest: env
 	$(PY) -m pytest -q benchmarks --benchmark-only $(PYTEST_ARGS)
+
+# on a machine with a GPU: build for it, CUDA tests, GPU benchmarks, benchmarks/results/*_cuda.md
+gpu-check:
+	@VENV=$(VENV) bash tools/gpu_check.sh
 
 clean:
 	rm -rf build fastprompt/_C*.so *.egg-info

@@ -105,7 +105,7 @@ template <typename S, int V>
 __global__ void fold_kernel(const S* __restrict__ src, const S* __restrict__ logits,
                             S* __restrict__ out, int64_t n, int64_t e_total) {
   using A = acc_t<S>;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   A* g = reinterpret_cast<A*>(smem_raw);
   if (threadIdx.x == 0) softmax_serial(logits, n, g);
   __syncthreads();
@@ -132,7 +132,7 @@ __global__ void fold_backward_partial_kernel(const S* __restrict__ weight,
                                              acc_t<S>* __restrict__ partial, int64_t n,
                                              int64_t e_total, bool want_dg) {
   using A = acc_t<S>;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   A* scratch = reinterpret_cast<A*>(smem_raw);
   A* g = scratch + 32;
   if (threadIdx.x == 0) softmax_serial(logits, n, g);
@@ -173,7 +173,7 @@ __global__ void fold_backward_final_kernel(const S* __restrict__ bias, const S* 
                                            S* __restrict__ grad_bias, S* __restrict__ grad_logits,
                                            int64_t n, int64_t chunks, int64_t d_out) {
   using A = acc_t<S>;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   A* scratch = reinterpret_cast<A*>(smem_raw);
   A* g = scratch + 32;
   A* dg = g + n;
@@ -209,7 +209,7 @@ __global__ void rows_forward_kernel(const S* __restrict__ proj, const S* __restr
                                     const S* __restrict__ logits, S* __restrict__ out,
                                     int64_t rows, int64_t n, int64_t d) {
   using A = acc_t<S>;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   A* g = reinterpret_cast<A*>(smem_raw);
   const int64_t packs = d / V;
   for (int64_t m = blockIdx.x; m < rows; m += gridDim.x) {
@@ -243,7 +243,7 @@ __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __
                                      S* __restrict__ grad_logits,
                                      int64_t rows, int64_t n, int64_t d) {
   using A = acc_t<S>;
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   A* scratch = reinterpret_cast<A*>(smem_raw);
   A* g = scratch + 32;
   A* dg = g + n;

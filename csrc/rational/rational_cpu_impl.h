@@ -104,6 +104,8 @@ inline void store_value(T* p, typename Lane<T>::type v, int64_t n) { store_lanes
 template <>
 inline void store_value<double>(double* p, double v, int64_t) { *p = v; }
 
+template <typename V> struct LaneCount { static constexpr int value = kLanes; };
+template <> struct LaneCount<double> { static constexpr int value = 1; };
 template <typename V> inline float lane(const V& v, int l) { return v[l]; }
 inline double lane(double v, int) { return v; }
 template <typename V> inline void set_lane(V& v, int l, float s) { v[l] = s; }
@@ -164,15 +166,111 @@ inline int64_t backward_chunk(const Problem& pb) {
   return std::max<int64_t>(16384, 16 * pb.groups * slots);
 }
 
+// Gradient terms of the elements [lo, hi) of one group run (inside one group): grad_x is
+// stored, the fast-path terms are added to the vector accumulators sa / sb, the terms of the
+// points re-evaluated in the wider type to wide_a / wide_b (clamped to the float range).
+template <typename T, int D, int FORM, typename V, typename W, typename C>
+inline void backward_run(const T* dy, const T* x, T* dx, int64_t lo, int64_t hi, const C* a,
+                         const C* b, const DerivCoefs<D, FORM, C>& dc, V* sa, V* sb, W* wide_a,
+                         W* wide_b) {
+  constexpr int width = Lane<T>::width;
+  constexpr int K = D + 1;
+  for (int64_t i = lo; i < hi; i += width) {
+    const int64_t n = std::min<int64_t>(width, hi - i);
+    const V xv = load_value(x + i, n);
+    const V gv = load_value(dy + i, n);
+    Point<D, V> p;
+    const bool direct = evaluate_fast<D, FORM>(xv, a, b, p);
+    V ga[K], gb[K];
+    V gx = backward_terms(gv, xv, dc, p, ga, gb);
+    const auto wide = needs_wide(p);
+    if (__builtin_expect(!direct && fp_any(wide), 0)) {
+      const V zero = splat_as(V{}, 0.0);
+      for (int j = 0; j < K; ++j) {
+        ga[j] = fp_select(wide, zero, ga[j]);
+        gb[j] = fp_select(wide, zero, gb[j]);
+      }
+      for (int l = 0; l < n; ++l) {
+        if (!mask_lane(wide, l)) continue;
+        Point<D, W> pw;
+        const W xw = W(lane(xv, l));
+        evaluate<D, FORM>(xw, a, b, pw);
+        W wa[K], wb[K];
+        set_lane(gx, l, C(backward_terms(W(lane(gv, l)), xw, dc, pw, wa, wb)));
+        constexpr C kMax = std::numeric_limits<C>::max();
+        for (int j = 0; j < K; ++j) {
+          wide_a[j] += clamp_to_range(wa[j], kMax);
+          wide_b[j] += clamp_to_range(wb[j], kMax);
+        }
+      }
+    }
+    for (int j = 0; j < K; ++j) sa[j] += ga[j];
+    for (int j = 1; j < K; ++j) sb[j] += gb[j];
+    store_value(dx + i, gx, n);
+  }
+}
+
+// acc_a / acc_b (double) += the lanes of sa / sb and the wide sums; then zeroes them.
+template <int K, typename V, typename W>
+inline void flush_terms(double* acc_a, double* acc_b, V* sa, V* sb, W* wide_a, W* wide_b) {
+  for (int j = 0; j < K; ++j) {
+    double ta = double(wide_a[j]), tb = double(wide_b[j]);
+    for (int l = 0; l < LaneCount<V>::value; ++l) {
+      ta += lane(sa[j], l);
+      tb += lane(sb[j], l);
+    }
+    acc_a[j] += ta;
+    acc_b[j] += tb;
+    sa[j] = sb[j] = splat_as(V{}, 0.0);
+    wide_a[j] = wide_b[j] = W(0);
+  }
+}
+
 template <typename T, int D, int FORM>
 void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int64_t begin,
                           int64_t end, double* partial /* (G, 2, D + 1), zeroed */) {
   using C = acc_t<T>;
   using V = typename Lane<T>::type;
   using W = typename Wider<C>::type;
-  constexpr int width = Lane<T>::width;
   constexpr int K = D + 1;
   constexpr int64_t kFlushEvery = 256;  // float accumulators are flushed to double this often
+  if (pb.group_size < kFlushEvery && pb.groups * 2 * K * int64_t(sizeof(V)) <= 32768) {
+    // Small groups (runs shorter than kFlushEvery): one set of vector accumulators per group
+    // for the whole chunk, flushed once a group has seen kFlushEvery elements, instead of a
+    // horizontal sum at the end of every short run.
+    // (the accumulators live in a byte buffer and are copied in and out per run: a std::vector
+    // of vectors is not guaranteed the vector alignment that the AVX loads assume)
+    std::vector<unsigned char> acc(size_t(pb.groups * 2 * K) * sizeof(V), 0);  // zero bits = 0.0
+    std::vector<W> wide(size_t(pb.groups * 2 * K), W(0));
+    std::vector<int64_t> seen(size_t(pb.groups), 0);
+    const auto flush_group = [&](int64_t g, V* sa, V* sb) {
+      W* wa = wide.data() + g * 2 * K;
+      flush_terms<K>(partial + g * 2 * K, partial + g * 2 * K + K, sa, sb, wa, wa + K);
+      seen[size_t(g)] = 0;
+    };
+    for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
+      unsigned char* slot = acc.data() + size_t(g * 2 * K) * sizeof(V);
+      V sa[K], sb[K];
+      std::memcpy(sa, slot, sizeof sa);
+      std::memcpy(sb, slot + sizeof sa, sizeof sb);
+      W* wa = wide.data() + g * 2 * K;
+      backward_run<T, D, FORM>(dy, x, dx, lo, hi, a, b, DerivCoefs<D, FORM, C>(a, b), sa, sb, wa,
+                               wa + K);
+      seen[size_t(g)] += hi - lo;
+      if (seen[size_t(g)] >= kFlushEvery) flush_group(g, sa, sb);
+      std::memcpy(slot, sa, sizeof sa);
+      std::memcpy(slot + sizeof sa, sb, sizeof sb);
+    });
+    for (int64_t g = 0; g < pb.groups; ++g) {
+      if (seen[size_t(g)] == 0) continue;
+      unsigned char* slot = acc.data() + size_t(g * 2 * K) * sizeof(V);
+      V sa[K], sb[K];
+      std::memcpy(sa, slot, sizeof sa);
+      std::memcpy(sb, slot + sizeof sa, sizeof sb);
+      flush_group(g, sa, sb);
+    }
+    return;
+  }
   for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
     double* acc_a = partial + g * 2 * K;
     double* acc_b = acc_a + K;
@@ -182,48 +280,8 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
       V sa[K], sb[K];
       for (int j = 0; j < K; ++j) sa[j] = sb[j] = splat_as(V{}, 0.0);
       W wide_a[K] = {}, wide_b[K] = {};
-      for (int64_t i = block; i < block_end; i += width) {
-        const int64_t n = std::min<int64_t>(width, block_end - i);
-        const V xv = load_value(x + i, n);
-        const V gv = load_value(dy + i, n);
-        Point<D, V> p;
-        const bool direct = evaluate_fast<D, FORM>(xv, a, b, p);
-        V ga[K], gb[K];
-        V gx = backward_terms(gv, xv, dc, p, ga, gb);
-        const auto wide = needs_wide(p);
-        if (__builtin_expect(!direct && fp_any(wide), 0)) {
-          const V zero = splat_as(V{}, 0.0);
-          for (int j = 0; j < K; ++j) {
-            ga[j] = fp_select(wide, zero, ga[j]);
-            gb[j] = fp_select(wide, zero, gb[j]);
-          }
-          for (int l = 0; l < n; ++l) {
-            if (!mask_lane(wide, l)) continue;
-            Point<D, W> pw;
-            const W xw = W(lane(xv, l));
-            evaluate<D, FORM>(xw, a, b, pw);
-            W wa[K], wb[K];
-            set_lane(gx, l, C(backward_terms(W(lane(gv, l)), xw, dc, pw, wa, wb)));
-            constexpr C kMax = std::numeric_limits<C>::max();
-            for (int j = 0; j < K; ++j) {
-              wide_a[j] += clamp_to_range(wa[j], kMax);
-              wide_b[j] += clamp_to_range(wb[j], kMax);
-            }
-          }
-        }
-        for (int j = 0; j < K; ++j) sa[j] += ga[j];
-        for (int j = 1; j < K; ++j) sb[j] += gb[j];
-        store_value(dx + i, gx, n);
-      }
-      for (int j = 0; j < K; ++j) {
-        double ta = double(wide_a[j]), tb = double(wide_b[j]);
-        for (int l = 0; l < width; ++l) {
-          ta += lane(sa[j], l);
-          tb += lane(sb[j], l);
-        }
-        acc_a[j] += ta;
-        acc_b[j] += tb;
-      }
+      backward_run<T, D, FORM>(dy, x, dx, block, block_end, a, b, dc, sa, sb, wide_a, wide_b);
+      flush_terms<K>(acc_a, acc_b, sa, sb, wide_a, wide_b);
     }
   });
 }

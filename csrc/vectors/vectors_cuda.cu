@@ -3,6 +3,7 @@
 // results are bitwise reproducible.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -154,28 +155,33 @@ __global__ void sel_init_kernel(SelState* st, int64_t T, int64_t k) {
 
 template <typename S>
 __global__ void __launch_bounds__(kThreads) sel_hist_kernel(const S* __restrict__ x, int64_t N,
-    const SelState* __restrict__ st, unsigned int* __restrict__ hist, int shift) {
+    const SelState* __restrict__ st, unsigned long long* __restrict__ hist, int64_t T, int shift) {
+  // per-block counts stay below 2^32 (a block sees at most N / gridDim.x + kThreads elements,
+  // gridDim.x is at least N / 2^24 + 1); the global counts are 64-bit (a vector may hold
+  // 2^32 or more entries)
   __shared__ unsigned int h[256];
-  h[threadIdx.x] = 0;
-  __syncthreads();
-  const int64_t t = blockIdx.y;
-  const unsigned long long prefix = st[t].prefix, mask = st[t].mask;
-  const S* src = x + t * N;
-  for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < N;
-       i += int64_t(gridDim.x) * kThreads) {
-    const unsigned long long key = abs_key(Convert<S>::load(src[i]));
-    if ((key & mask) == prefix) atomicAdd(&h[(key >> shift) & 0xffu], 1u);
+  for (int64_t t = blockIdx.y; t < T; t += gridDim.y) {
+    h[threadIdx.x] = 0;
+    __syncthreads();
+    const unsigned long long prefix = st[t].prefix, mask = st[t].mask;
+    const S* src = x + t * N;
+    for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < N;
+         i += int64_t(gridDim.x) * kThreads) {
+      const unsigned long long key = abs_key(Convert<S>::load(src[i]));
+      if ((key & mask) == prefix) atomicAdd(&h[(key >> shift) & 0xffu], 1u);
+    }
+    __syncthreads();
+    if (h[threadIdx.x]) atomicAdd(&hist[t * 256 + threadIdx.x], (unsigned long long)h[threadIdx.x]);
+    __syncthreads();
   }
-  __syncthreads();
-  if (h[threadIdx.x]) atomicAdd(&hist[t * 256 + threadIdx.x], h[threadIdx.x]);
 }
 
-__global__ void sel_pick_kernel(SelState* st, const unsigned int* __restrict__ hist, int64_t T,
+__global__ void sel_pick_kernel(SelState* st, const unsigned long long* __restrict__ hist, int64_t T,
                                 int shift, bool last) {
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= T) return;
   SelState s = st[t];
-  const unsigned int* h = hist + t * 256;
+  const unsigned long long* h = hist + t * 256;
   long long cum = 0;
   int d = 255;
   for (; d > 0; --d) {
@@ -211,20 +217,21 @@ __device__ __forceinline__ int block_exclusive_scan(int v, int* smem, int* total
 
 template <typename S>
 __global__ void __launch_bounds__(kThreads) tie_count_kernel(const S* __restrict__ x, int64_t N,
-    const SelState* __restrict__ st, long long* __restrict__ tie_count, int64_t nchunks) {
-  const int64_t t = blockIdx.y;
-  if (!st[t].tie_mode) return;  // uniform over the block
+    const SelState* __restrict__ st, long long* __restrict__ tie_count, int64_t T, int64_t nchunks) {
   __shared__ int smem[kThreads / 32];
-  const unsigned long long thr = st[t].prefix;
-  const int64_t i0 = int64_t(blockIdx.x) * kMergeBlock + int64_t(threadIdx.x) * kMergeEPT;
-  int m = 0;
+  for (int64_t t = blockIdx.y; t < T; t += gridDim.y) {
+    if (!st[t].tie_mode) continue;  // uniform over the block
+    const unsigned long long thr = st[t].prefix;
+    const int64_t i0 = int64_t(blockIdx.x) * kMergeBlock + int64_t(threadIdx.x) * kMergeEPT;
+    int m = 0;
 #pragma unroll
-  for (int e = 0; e < kMergeEPT; ++e) {
-    if (i0 + e < N) m += abs_key(Convert<S>::load(x[t * N + i0 + e])) == thr;
+    for (int e = 0; e < kMergeEPT; ++e) {
+      if (i0 + e < N) m += abs_key(Convert<S>::load(x[t * N + i0 + e])) == thr;
+    }
+    int total;
+    block_exclusive_scan(m, smem, &total);  // ends with a barrier: smem is free again
+    if (threadIdx.x == 0) tie_count[t * nchunks + blockIdx.x] = total;
   }
-  int total;
-  block_exclusive_scan(m, smem, &total);
-  if (threadIdx.x == 0) tie_count[t * nchunks + blockIdx.x] = total;
 }
 
 __global__ void tie_scan_kernel(const SelState* __restrict__ st, long long* tie_count, int64_t T,
@@ -341,7 +348,7 @@ __global__ void __launch_bounds__(kThreads) merge_kernel(const S* __restrict__ x
 
 struct MergeWorkspace {
   SelState* st;
-  unsigned int* hist;
+  unsigned long long* hist;
   long long* tie;
 };
 
@@ -350,8 +357,8 @@ MergeWorkspace carve(const MergeProblem& pb, void* ws) {
   MergeWorkspace w;
   w.st = reinterpret_cast<SelState*>(p);
   p += ((pb.vectors * int64_t(sizeof(SelState)) + 255) / 256) * 256;
-  w.hist = reinterpret_cast<unsigned int*>(p);
-  p += ((pb.vectors * 256 * 4 + 255) / 256) * 256;
+  w.hist = reinterpret_cast<unsigned long long*>(p);
+  p += ((pb.vectors * 256 * 8 + 255) / 256) * 256;
   w.tie = reinterpret_cast<long long*>(p);
   return w;
 }
@@ -406,7 +413,7 @@ void combine_weights_grad_cuda(const CombineProblem& pb, const void* grad_out, c
 int64_t merge_workspace_bytes_cuda(const MergeProblem& pb) {
   const int64_t nchunks = (pb.numel + kMergeBlock - 1) / kMergeBlock;
   return ((pb.vectors * int64_t(sizeof(SelState)) + 255) / 256) * 256 +
-         ((pb.vectors * 256 * 4 + 255) / 256) * 256 + pb.vectors * nchunks * 8 + 256;
+         ((pb.vectors * 256 * 8 + 255) / 256) * 256 + pb.vectors * nchunks * 8 + 256;
 }
 
 void merge_cuda(const MergeProblem& pb, const void* vectors, const void* weights, void* out,
@@ -438,17 +445,24 @@ void merge_cuda(const MergeProblem& pb, const void* vectors, const void* weights
     if (a.magnitude && !a.keep_none) {
       sel_init_kernel<<<tgrid, 128, 0, s>>>(ws.st, T, k);
       check_launch("merge select init");
+      // enough blocks that each sees fewer than 2^32 elements (32-bit shared counts), at most
+      // 16 elements per thread otherwise
       const unsigned gx = grid_1d(N, int64_t(kThreads) * 16);
-      const unsigned gxc = gx > 65535u ? 65535u : gx;
+      const unsigned gxc = gx > 65535u ? std::max(65535u, grid_1d(N, int64_t(1) << 24)) : gx;
+      const unsigned gy = unsigned(T < 65535 ? T : 65535);
       for (int shift = KeyBits<A>::value - 8; shift >= 0; shift -= 8) {
-        cudaMemsetAsync(ws.hist, 0, size_t(T) * 256 * 4, s);
-        sel_hist_kernel<S><<<dim3(gxc, unsigned(T)), kThreads, 0, s>>>(x, N, ws.st, ws.hist, shift);
+        const cudaError_t err = cudaMemsetAsync(ws.hist, 0, size_t(T) * 256 * sizeof(unsigned long long), s);
+        if (err != cudaSuccess) {
+          throw std::runtime_error(std::string("fastprompt vectors: merge histogram reset failed: ") +
+                                   cudaGetErrorString(err));
+        }
+        sel_hist_kernel<S><<<dim3(gxc, gy), kThreads, 0, s>>>(x, N, ws.st, ws.hist, T, shift);
         check_launch("merge select histogram");
         sel_pick_kernel<<<tgrid, 128, 0, s>>>(ws.st, ws.hist, T, shift, shift == 0);
         check_launch("merge select pick");
       }
-      tie_count_kernel<S><<<dim3(unsigned(nchunks), unsigned(T)), kThreads, 0, s>>>(x, N, ws.st,
-                                                                                     ws.tie, nchunks);
+      tie_count_kernel<S><<<dim3(grid_1d(nchunks, 1), gy), kThreads, 0, s>>>(x, N, ws.st, ws.tie, T,
+                                                                            nchunks);
       check_launch("merge tie count");
       tie_scan_kernel<<<tgrid, 128, 0, s>>>(ws.st, ws.tie, T, nchunks);
       check_launch("merge tie scan");

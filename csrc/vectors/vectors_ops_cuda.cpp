@@ -1,5 +1,6 @@
 // Torch glue of combine and merge for CUDA tensors.
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -27,6 +28,14 @@ void weights_grad_launch_cuda(const CombineProblem& pb, const at::Tensor& g, con
                               at::Tensor& gw) {
   if (pb.numel == 0 || pb.rows == 0) {
     gw.zero_();
+    return;
+  }
+  if (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble) {
+    // grad_weights (B, T) = grad_out (B, N) @ bank^T through cuBLAS (on the current stream): a
+    // matrix product reuses each loaded tile across rows and vectors, where the fused dot kernel
+    // reads grad_out T times and the bank B times. The 16-bit types keep the kernel (it converts
+    // on load and accumulates in float32 without materialising float32 copies).
+    at::mm_out(gw, g, bank.t());
     return;
   }
   at::Tensor ws = at::empty({std::max<int64_t>(combine_weights_grad_workspace_cuda(pb), 1)},
@@ -58,9 +67,6 @@ at::Tensor merge_cuda_op(const at::Tensor& vectors, const at::Tensor& weights,
                          const std::string& method, double density, const std::string& sign,
                          int64_t seed) {
   check_cuda(vectors, "vectors");
-  TORCH_CHECK(vectors.dim() != 2 || vectors.size(0) <= 65535,
-              "vectors: expected at most 65535 vectors on CUDA (one grid row each), got ",
-              vectors.size(0));
   const c10::cuda::CUDAGuard guard(vectors.device());
   PreparedMerge p = prepare_merge(vectors, weights, method, density, sign, seed);
   at::Tensor out = at::empty({p.problem.numel}, p.vectors.options());
