@@ -302,25 +302,31 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[Result]]:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder-steps", type=int, default=150, help="training steps per MiniLM method")
     parser.add_argument("--part", choices=("all", "decoder", "encoder"), default="all")
+    parser.add_argument("--eval-limit", type=int, default=None, help="held-out examples (default: all 96)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="a subset of the methods, e.g. --methods 'prompt tuning' (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    steps, encoder_steps, eval_limit, shown = args.steps, args.encoder_steps, None, 3
+    steps, encoder_steps, eval_limit, shown = args.steps, args.encoder_steps, args.eval_limit, 3
     batch_size = args.batch_size
     if args.quick:
         steps, encoder_steps, eval_limit, shown, batch_size = 2, 2, 8, 2, 4
     torch.manual_seed(0)
     out = {}
     if args.part in ("all", "decoder"):
-        res = run_decoder(steps, batch_size, eval_limit, shown, not args.no_progress, device=args.device)
+        wanted = [m for m in decoder_methods() if args.methods is None or m in args.methods]
+        res = run_decoder(steps, batch_size, eval_limit, shown, not args.no_progress, wanted, device=args.device)
         print("\n" + format_table(res, f"SmolLM2-135M-Instruct, reviews, {steps} steps of batch {batch_size} "
                                        f"({args.device}, {torch.get_num_threads()} threads)"))
         out["decoder"] = res
     if args.part in ("all", "encoder"):
-        res = run_encoder(encoder_steps, batch_size, eval_limit, shown, not args.no_progress, device=args.device)
+        wanted = [m for m in encoder_methods() if args.methods is None or m in args.methods]
+        res = run_encoder(encoder_steps, batch_size, eval_limit, shown, not args.no_progress, wanted,
+                          device=args.device)
         print("\n" + format_table(res, f"all-MiniLM-L6-v2 classification, reviews, {encoder_steps} steps of batch "
                                        f"{batch_size} ({args.device}, {torch.get_num_threads()} threads)"))
         out["encoder"] = res
