@@ -1,11 +1,12 @@
 # make bench       : micro-benchmarks on the device present (prints a table, writes benchmarks/results/latest.*)
 # make test        : the test suite with the tested dependency set (CUDA tests skip themselves without a GPU)
 # make test-latest : the same suite with the newest versions the registry serves, in its own environment
+# make demo        : trains IAPT, prompt tuning and LoRA on SmolLM2 and MiniLM offline, prints a table
 # make gpu-check   : on a GPU machine, build + CUDA tests + GPU benchmark tables in under 8 minutes
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env env-latest build test test-latest bench bench-pytest gpu-check clean
+.PHONY: env env-latest build test test-latest bench bench-pytest demo gpu-check clean
 
 env:
 	@VENV=$(VENV) bash tools/bootstrap.sh
@@ -26,6 +27,9 @@ bench: env
 
 bench-pytest: env
 	$(PY) -m pytest -q benchmarks --benchmark-only $(PYTEST_ARGS)
+
+demo: env
+	$(PY) -m fastprompt.demo $(DEMO_ARGS)
 
 # on a machine with a GPU: build for it, CUDA tests, GPU benchmarks, benchmarks/results/*_cuda.md
 gpu-check:

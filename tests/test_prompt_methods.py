@@ -2,6 +2,7 @@
 generation, save/load, PEFT interop, initialisation, errors, the parameter budget, the EPT prompt
 module against its reference, and the Trainer."""
 import inspect
+import json
 
 import pytest
 import torch
@@ -115,7 +116,11 @@ def wrap(method, model, **overrides):
 
 
 def train(wrapper, steps, make_batch, lr=5e-2, lr_lowrank=None):
-    return train_losses(wrapper, torch.optim.Adam(wrapper.param_groups(lr, lr_lowrank)), steps, make_batch)
+    """Adam with every prompt part at ``lr`` (the low-rank pair at ``lr_lowrank`` if given)."""
+    groups = {name: lr for name in wrapper.default_learning_rates() if name != "lr_head"}
+    if "lr_lowrank" in groups and lr_lowrank is not None:
+        groups["lr_lowrank"] = lr_lowrank
+    return train_losses(wrapper, torch.optim.Adam(wrapper.param_groups(**groups)), steps, make_batch)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -124,12 +129,15 @@ def test_training_loss_falls_and_backbone_stays_frozen(method, backbone):
     model = BACKBONES[backbone]()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     wrapper = wrap(method, model)
-    assert all(not p.requires_grad for p in model.parameters())
+    heads = wrapper.prompt_config.modules_to_save
+    assert heads == (["classifier"] if backbone == "bert" else [])  # a classifier's head trains by default
+    assert all(p.requires_grad == any(n.startswith(h + ".") for h in heads) for n, p in model.named_parameters())
     assert wrapper.num_trainable_parameters() == count_parameters(wrapper) > 0
     losses = train(wrapper, 20, TASKS[backbone])
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4, losses
     for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k]), k
+        if not any(k.startswith(h + ".") for h in heads):
+            assert torch.equal(v, before[k]), k
     if method != "prompt_tuning":  # the low-rank offset trained away from its zero start
         assert wrapper.prompt_encoder.offset.B.abs().sum() > 0
 
@@ -321,7 +329,7 @@ def test_peft_adapter_loads_into_fastprompt_with_equal_logits(tmp_path, backbone
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_fastprompt_export_loads_into_peft_with_equal_logits(tmp_path, backbone):
     peft = require("peft")
-    wrapper = PromptTuningModel(BACKBONES[backbone](), num_virtual_tokens=4, init="vocab", seed=3)
+    wrapper = PromptTuningModel(BACKBONES[backbone](), num_virtual_tokens=4, init="vocab", seed=3, placement="front")
     perturb(wrapper.prompt_encoder, 2, scale=0.1)
     wrapper.export_peft(tmp_path / "export")
     assert (tmp_path / "export" / "adapter_config.json").is_file()
@@ -344,7 +352,9 @@ def test_peft_interop_errors(tmp_path):
     wrapper = DePTModel(tiny_bert(), num_virtual_tokens=3, rank=2, max_len=8)
     with pytest.raises(ValueError, match="export_peft.*'dept'"):
         wrapper.export_peft(tmp_path / "x")
-    plain = PromptTuningModel(tiny_bert(), num_virtual_tokens=3)
+    with pytest.raises(ValueError, match="export_peft: PEFT puts the soft tokens before the whole input"):
+        PromptTuningModel(tiny_bert(), num_virtual_tokens=3).export_peft(tmp_path / "x")  # placement after [CLS]
+    plain = PromptTuningModel(tiny_bert(), num_virtual_tokens=3, placement="front")
     plain.export_peft(tmp_path / "ok")
     with pytest.raises(ValueError, match="hidden size 32; this model has hidden size 48"):
         PromptTuningModel.from_peft(tiny_bert(hidden=48), tmp_path / "ok")
@@ -658,3 +668,245 @@ def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
         grads.append([p.grad for p in wrapper.trainable_parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---- default learning rates and parameter groups ----------------------------------------------------
+
+def test_param_groups_defaults_scale_and_unknown_groups():
+    from fastprompt.methods import EPTModel
+    from fastprompt.methods.prompt_tuning import DEFAULT_LR
+
+    plain = PromptTuningModel(tiny_bert(), num_virtual_tokens=4)  # a classifier: the head is a group
+    groups = {g["name"]: g for g in plain.param_groups()}
+    assert set(groups) == {"prompt", "head"}
+    assert groups["prompt"]["lr"] == DEFAULT_LR["prompt_tuning"]["lr_prompt"]
+    assert groups["head"]["lr"] == DEFAULT_LR["prompt_tuning"]["lr_head"]
+    assert [p.shape for p in groups["head"]["params"]] == [(2, 32), (2,)]
+    with pytest.raises(ValueError, match="lr_lowrank: PromptTuningModel \\(prompt_tuning\\) has no such"):
+        plain.param_groups(lr_lowrank=1e-3)
+    with pytest.raises(ValueError, match="lr_prompt: expected a non-negative"):
+        plain.param_groups(lr_prompt=-1.0)
+    ept = EPTModel(tiny_llama(), num_virtual_tokens=3, rank=2, max_len=8, num_spaces=2)
+    groups = {g["name"]: g for g in ept.param_groups(lr_lowrank=5e-4, scale=2.0, weight_decay=0.01)}
+    assert set(groups) == {"prompt", "lowrank", "projection"}  # no head on a causal LM
+    assert groups["lowrank"]["lr"] == 1e-3 and groups["prompt"]["lr"] == 2 * DEFAULT_LR["ept"]["lr_prompt"]
+    assert groups["projection"]["lr"] == 2 * DEFAULT_LR["ept"]["lr_projection"]
+    assert all(g["weight_decay"] == 0.01 for g in groups.values())
+    assert [p.shape for p in groups["prompt"]["params"]] == [(3, 32)]
+    everything = [p for g in groups.values() for p in g["params"]]
+    assert len(everything) == len(ept.trainable_parameters()) == len({id(p) for p in everything})
+    assert ept.default_learning_rates() == DEFAULT_LR["ept"]
+    dept = DePTModel(tiny_llama(), num_virtual_tokens=3, rank=2, max_len=8)
+    assert [g["name"] for g in dept.param_groups()] == ["prompt", "lowrank"]
+    torch.optim.AdamW(dept.param_groups())  # a valid optimizer
+
+
+# ---- BERT family: [CLS] stays first, per-token outputs without the soft positions ---------------------
+
+def tiny_bert_base(seed=0):
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=128)
+    return transformers.BertModel(cfg).eval()
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_bert_soft_tokens_after_cls_and_outputs_without_soft_positions(method):
+    wrapper = wrap(method, tiny_bert_base())
+    assert wrapper.prompt_config.placement == "after_first" and wrapper.prompt_start == 1
+    perturb(wrapper.prompt_encoder, 2, scale=0.3)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    ids[:, 0] = 1
+    am = torch.ones_like(ids)
+    am[1, 4:] = 0  # right padding
+    out = wrapper(input_ids=ids, attention_mask=am, output_hidden_states=True)
+    num = wrapper.num_virtual_tokens
+    assert out.last_hidden_state.shape == (2, 6, 32)
+    assert len(out.hidden_states) == 3 and all(h.shape == (2, 6, 32) for h in out.hidden_states)
+    # the same as feeding [CLS], the soft tokens, then the rest by hand
+    embeds = wrapper.embed_inputs(ids)
+    prompt = wrapper.prompt().unsqueeze(0).expand(2, -1, -1)
+    full = torch.cat([embeds[:, :1], prompt, embeds[:, 1:]], dim=1)
+    mask = torch.cat([am[:, :1], torch.ones(2, num, dtype=am.dtype), am[:, 1:]], dim=1)
+    manual = wrapper.base_model(inputs_embeds=full, attention_mask=mask, output_hidden_states=True)
+    torch.testing.assert_close(out.last_hidden_state[:, 0], manual.last_hidden_state[:, 0])  # [CLS]
+    torch.testing.assert_close(out.last_hidden_state[:, 1:], manual.last_hidden_state[:, 1 + num:])
+    torch.testing.assert_close(out.hidden_states[0][:, 1:], manual.hidden_states[0][:, 1 + num:])
+    torch.testing.assert_close(out.pooler_output, manual.pooler_output)  # the pooler reads [CLS]
+    # left padding would move [CLS] away from the first column
+    left = torch.ones_like(ids)
+    left[0, 0] = 0
+    with pytest.raises(ValueError, match="attention_mask: the soft tokens go after the first token"):
+        wrapper(input_ids=ids, attention_mask=left)
+    # front placement (PEFT's) on request: the soft tokens come first, outputs still aligned
+    front = wrap(method, tiny_bert_base(), placement="front")
+    out = front(input_ids=ids, attention_mask=am, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 6, 32) and out.hidden_states[-1].shape == (2, 6, 32)
+    # explicit position ids give what the model does without them
+    positions = torch.arange(6).unsqueeze(0)
+    torch.testing.assert_close(wrapper(input_ids=ids, position_ids=positions).last_hidden_state,
+                               wrapper(input_ids=ids).last_hidden_state)
+
+
+def test_bert_token_classification_and_masked_lm_are_aligned():
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, num_labels=3)
+    tagger = PromptTuningModel(transformers.BertForTokenClassification(cfg).eval(), num_virtual_tokens=3, seed=0)
+    assert tagger.prompt_config.modules_to_save == ["classifier"]
+    ids = torch.randint(3, VOCAB, (2, 5))
+    tags = torch.randint(0, 3, (2, 5))
+    out = tagger(input_ids=ids, labels=tags)
+    assert out.logits.shape == (2, 5, 3) and torch.isfinite(out.loss)
+    # the loss is over the caller's tokens only
+    expected = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 3), tags.reshape(-1))
+    torch.testing.assert_close(out.loss, expected)
+    with pytest.raises(ValueError, match=r"labels: expected shape \(2, 5\)"):
+        tagger(input_ids=ids, labels=tags[:, 1:])
+    mlm = PromptTuningModel(transformers.BertForMaskedLM(cfg).eval(), num_virtual_tokens=3, seed=0)
+    assert mlm(input_ids=ids, labels=ids).logits.shape == (2, 5, VOCAB)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_bert_classifier_head_trains_saves_and_loads(tmp_path, method):
+    wrapper = wrap(method, tiny_bert())
+    assert wrapper.prompt_config.modules_to_save == ["classifier"]
+    assert wrapper.base_model.classifier.weight.requires_grad
+    assert not wrapper.base_model.bert.pooler.dense.weight.requires_grad
+    head_before = wrapper.base_model.classifier.weight.clone()
+    train(wrapper, 3, classification_batch)
+    assert not torch.equal(head_before, wrapper.base_model.classifier.weight)
+    wrapper.save_pretrained(tmp_path / "p")
+    ids = classification_batch(0)["input_ids"][:3]
+    loaded = PromptTuningModel.from_pretrained(tiny_bert(), tmp_path / "p")
+    assert loaded.prompt_config.placement == "after_first" and loaded.prompt_config.modules_to_save == ["classifier"]
+    torch.testing.assert_close(loaded(input_ids=ids).logits, wrapper(input_ids=ids).logits)
+    frozen = wrap(method, tiny_bert(), modules_to_save=[])  # everything frozen on request
+    assert not frozen.base_model.classifier.weight.requires_grad
+
+
+def test_prompt_saved_before_placement_existed_loads_in_front(tmp_path):
+    wrapper = PromptTuningModel(tiny_bert(), num_virtual_tokens=3, seed=0, placement="front", modules_to_save=[])
+    wrapper.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "prompt_config.json").read_text())
+    del config["placement"]
+    config["modules_to_save"] = None
+    (tmp_path / "old" / "prompt_config.json").write_text(json.dumps(config))
+    loaded = PromptTuningModel.from_pretrained(tiny_bert(), tmp_path / "old")
+    assert loaded.prompt_config.placement == "front" and loaded.prompt_config.modules_to_save == []
+    ids = classification_batch(0)["input_ids"][:2]
+    torch.testing.assert_close(loaded(input_ids=ids).logits, wrapper(input_ids=ids).logits)
+
+
+# ---- errors and warnings in the user's terms ---------------------------------------------------------
+
+def test_user_mistakes_raise_or_warn(tmp_path):
+    wrapper = PromptTuningModel(tiny_llama(), num_virtual_tokens=3, seed=0)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    # instruction_mask is an IAPT input: ignored, with one warning
+    with pytest.warns(UserWarning, match="instruction_mask: PromptTuningModel does not use an instruction mask"):
+        out = wrapper(input_ids=ids, instruction_mask=torch.ones_like(ids, dtype=torch.bool))
+    torch.testing.assert_close(out.logits, wrapper(input_ids=ids).logits)
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        wrapper(input_ids=ids, instruction_mask=torch.ones_like(ids, dtype=torch.bool))  # once only
+    # labels of the wrong shape
+    with pytest.raises(ValueError, match=r"labels: expected shape \(2, 6\) \(one label per input token"):
+        wrapper(input_ids=ids, labels=ids[:, 1:])
+    with pytest.raises(ValueError, match=r"labels: expected shape \(2,\) \(a class index per row\)"):
+        PromptTuningModel(tiny_bert(), num_virtual_tokens=3)(input_ids=ids, labels=torch.tensor([0, 1, 1]))
+    # right-padded prompts to generate
+    am = torch.ones_like(ids)
+    am[0, -2:] = 0
+    with pytest.warns(UserWarning, match="right-padded.*Pad prompts on the left"):
+        wrapper.generate(input_ids=ids, attention_mask=am, max_new_tokens=2, do_sample=False, pad_token_id=0)
+    # float16 backbone on the CPU
+    with pytest.warns(UserWarning, match="float16 on the CPU"):
+        PromptTuningModel(tiny_llama().half(), num_virtual_tokens=3)
+    # a missing folder, a folder without the files, a PEFT folder
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist \(expected a folder holding "
+                                                r"prompt_config.json and prompt_weights.safetensors"):
+        PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty has no prompt_config.json and no prompt_weights.safetensors"):
+        PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "empty")
+    wrapper.export_peft(tmp_path / "peft")
+    with pytest.raises(FileNotFoundError, match="load it with PromptTuningModel.from_peft"):
+        PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "peft")
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
+        PromptTuningModel.from_peft(tiny_llama(), tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="placement: expected one of"):
+        PromptTuningModel(tiny_llama(), num_virtual_tokens=3, placement="middle")
+    with pytest.raises(ValueError, match="placement: encoder-decoder"):
+        PromptTuningModel(tiny_t5(), num_virtual_tokens=3, placement="after_first")
+
+
+# ---- Trainer: resume from a checkpoint ------------------------------------------------------------------
+
+class _Rows(torch.utils.data.Dataset):
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data["input_ids"])
+
+    def __getitem__(self, i):
+        return {k: v[i] for k, v in self.data.items()}
+
+
+def _trainer(wrapper, out, max_steps, save_steps=None, stop_at=None):
+    from fastprompt.methods import PromptTuningTrainer
+
+    class Interrupt(transformers.TrainerCallback):  # a run killed right after a checkpoint
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop_at is not None and state.global_step == stop_at:
+                control.should_training_stop = True
+            return control
+
+    kwargs = dict(output_dir=str(out), per_device_train_batch_size=4, max_steps=max_steps, report_to=[],
+                  save_strategy="steps" if save_steps else "no", save_steps=save_steps or 1, logging_steps=1,
+                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True, seed=7, warmup_steps=2,
+                  lr_scheduler_type="linear")
+    params = inspect.signature(transformers.TrainingArguments).parameters
+    args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+    return PromptTuningTrainer(model=wrapper, args=args, train_dataset=_Rows(copy_batch(0, batch=24)),
+                               callbacks=[Interrupt()])
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "ept"])
+def test_trainer_resume_from_checkpoint_ends_where_an_uninterrupted_run_does(tmp_path, method):
+    full = wrap(method, tiny_llama())
+    trainer = _trainer(full, tmp_path / "full", 8)
+    # without optimizers the Trainer uses the method's default parameter groups
+    trainer.create_optimizer()
+    assert {g["name"] for g in trainer.optimizer.param_groups} == {g["name"] for g in full.param_groups()}
+    trainer.train()
+    expected = [p.detach().clone() for p in full.trainable_parameters()]
+
+    part = wrap(method, tiny_llama())
+    trainer = _trainer(part, tmp_path / "run", 8, save_steps=4, stop_at=4)
+    trainer.train()  # interrupted after 4 of 8 steps
+    assert trainer.state.global_step == 4
+    assert (tmp_path / "run" / "checkpoint-4" / "optimizer.pt").is_file()
+    assert (tmp_path / "run" / "checkpoint-4" / "scheduler.pt").is_file()
+    resumed = wrap(method, tiny_llama(), seed=123)  # a different start: the checkpoint must overwrite it
+    trainer = _trainer(resumed, tmp_path / "run", 8, save_steps=4)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert trainer.state.global_step == 8
+    for a, b in zip(resumed.trainable_parameters(), expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # resume_from_checkpoint=True picks the last checkpoint of output_dir
+    again = wrap(method, tiny_llama(), seed=5)
+    trainer = _trainer(again, tmp_path / "run", 8, save_steps=4)
+    trainer.train(resume_from_checkpoint=True)
+    for a, b in zip(again.trainable_parameters(), expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="holds a 'prompt_tuning' prompt; this model is 'dept'"):
+        wrap("dept", tiny_llama()).load_weights(_saved(wrap("prompt_tuning", tiny_llama()), tmp_path / "pt"))
+
+
+def _saved(wrapper, folder):
+    wrapper.save_pretrained(folder)
+    return folder

@@ -9,24 +9,33 @@ only the prompt parts train.
 * :class:`EPTModel`: DePT plus prompt fusion and a gated multi-space projection of the short prompt
   (EPT, arXiv 2405.11464); the exact formulation is in :class:`fastprompt.nn.EPTPrompt`.
 
-Where the soft tokens go (the same as PEFT, so that adapters are interchangeable):
+Where the soft tokens go (``placement``):
 
-* decoders (LLaMA family, GPT-2) and encoders (BERT family): before the whole input, at positions
-  0..L-1 (before any left padding too). Their attention-mask entries are 1, their labels -100,
-  their token-type ids 0. Caller ``position_ids`` are extended with 0..L-1 for the soft tokens and
-  shifted by L for the input (the positions the model would use without explicit position ids).
-* encoder-decoder models (T5): before the encoder input; the decoder side is unchanged.
+* ``"front"`` (PEFT's placement, so that adapters are interchangeable; the default of decoders and
+  encoder-decoder models): before the whole input, at positions 0..L-1 (before any left padding
+  too); for T5, before the encoder input (the decoder side is unchanged).
+* ``"after_first"`` (the default of BERT-family encoders): after the first token, at positions
+  1..L, so ``[CLS]`` stays at position 0, where the pooler and the classification head read it
+  (with the prompt in front they read a soft token). Inputs must then start with a real token
+  in every row (pad on the right, as BERT tokenizers do). PEFT adapters load (and export) with
+  ``"front"``.
 
-Outputs with a per-token axis over the prompt + input (decoder and encoder logits) come back with
-the soft-token positions removed, aligned with the caller's ``input_ids``. :meth:`generate` returns
-``input_ids`` followed by the new tokens for decoders (as PEFT does), and the decoder sequences for
-encoder-decoder models; the prompt goes through the KV cache at prefill only. (Decode with
-:meth:`generate`: :meth:`forward` always places the prompt before the tokens it is given.)
+The soft tokens' attention-mask entries are 1, their labels -100, their token-type ids 0. Caller
+``position_ids`` are extended for the soft tokens and shifted by L after them (the positions the
+model would use without explicit position ids).
+
+Outputs with a per-token axis over the prompt + input (``logits``, ``last_hidden_state``,
+``hidden_states``, QA ``start_logits`` / ``end_logits``; for encoder-decoder models the encoder's)
+come back with the soft-token positions removed, aligned with the caller's ``input_ids``.
+:meth:`generate` returns ``input_ids`` followed by the new tokens for decoders (as PEFT does), and
+the decoder sequences for encoder-decoder models; the prompt goes through the KV cache at prefill
+only. (Decode with :meth:`generate`: :meth:`forward` always places the prompt in the tokens it is
+given.)
 
 Decoder sequence classifiers (LLaMA, GPT-2) pool the last position whose attention mask is 1, so
-left and right padding both work (with no padding this is what PEFT computes too). Encoder
-classifiers that pool the first position (BERT's pooler) read the first soft token there, as with
-PEFT.
+left and right padding both work (with no padding this is what PEFT computes too). The
+classification head of ``*ForSequenceClassification`` / ``*ForTokenClassification`` models
+trains with the prompt by default (``modules_to_save``).
 
 For DePT and EPT the offset is added to the input by column index of ``input_ids`` (position t of
 the padded batch gets ``(A @ B)[t]``), so inputs may have at most ``max_len`` tokens; pad on the
@@ -40,6 +49,7 @@ Plain prompt tuning also reads and writes PEFT prompt-tuning adapters (:meth:`ex
 """
 import json
 import math
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -56,6 +66,19 @@ PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
 PEFT_WEIGHTS_NAME_BIN = "adapter_model.bin"
 
 INITS = ("random", "vocab", "text", "tensor")
+PLACEMENTS = ("auto", "front", "after_first")
+# model types whose encoder reads the first token ([CLS]) for sequence-level outputs
+ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "albert", "electra", "deberta",
+                 "deberta-v2", "mpnet", "ernie", "nomic_bert", "modernbert")
+# per-token outputs of the (prompt + input) sequence, returned without the soft positions
+PER_TOKEN_OUTPUTS = ("logits", "last_hidden_state", "hidden_states", "start_logits", "end_logits")
+ENCODER_PER_TOKEN_OUTPUTS = ("encoder_last_hidden_state", "encoder_hidden_states")
+# default optimizer learning rates of param_groups() (AdamW), per method and group
+DEFAULT_LR = {
+    "prompt_tuning": {"lr_prompt": 3e-2, "lr_head": 1e-3},
+    "dept": {"lr_prompt": 3e-2, "lr_lowrank": 1e-3, "lr_head": 1e-3},
+    "ept": {"lr_prompt": 3e-2, "lr_lowrank": 1e-3, "lr_projection": 1e-3, "lr_head": 1e-3},
+}
 # backbone fields a saved config carries (filled in from the model)
 BACKBONE_FIELDS = ("token_dim", "model_type", "base_model_name_or_path")
 
@@ -77,9 +100,16 @@ class PromptTuningConfig:
         init_tensor: tensor for ``init="tensor"`` (not saved in the config; the weights are).
         seed: seed of the random / vocabulary initialisation (None: torch's global generator).
         tokenizer_name_or_path: tokenizer for ``init="text"`` when none is passed.
-        modules_to_save: names of backbone sub-modules (e.g. ``["classifier"]``, a freshly
-            initialised classification head) that train with the prompt and are saved with it
-            (as PEFT's ``modules_to_save``). Default: none, the whole backbone stays frozen.
+        modules_to_save: names of backbone sub-modules that train with the prompt and are saved
+            with it (as PEFT's ``modules_to_save``). ``None`` (default): the classification head
+            of a ``*ForSequenceClassification`` / ``*ForTokenClassification`` model
+            (``classifier`` or ``score``, usually freshly initialised), else nothing, as PEFT does
+            for SEQ_CLS / TOKEN_CLS; ``[]``: the whole backbone stays frozen.
+        placement: where the soft tokens go. ``"front"``: before the whole input (PEFT's
+            placement; PEFT adapters load and export with it); ``"after_first"``: after the
+            first token, so an encoder's ``[CLS]`` stays at position 0 where its pooler and
+            classifier read it (inputs padded on the right); ``"auto"`` (default):
+            ``"after_first"`` for BERT-family encoders, ``"front"`` for everything else.
     """
 
     num_virtual_tokens: int = 20
@@ -89,6 +119,7 @@ class PromptTuningConfig:
     seed: Optional[int] = None
     tokenizer_name_or_path: Optional[str] = None
     modules_to_save: Optional[List[str]] = None
+    placement: str = "auto"
     # backbone the prompt belongs to (filled in from the model)
     token_dim: int = 0
     model_type: str = ""
@@ -110,6 +141,8 @@ class PromptTuningConfig:
             raise ValueError(f"init: expected one of {', '.join(map(repr, INITS))}, got {self.init!r}")
         if self.init == "text" and not self.init_text:
             raise ValueError("init_text: init='text' needs a non-empty init_text")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement: expected one of {', '.join(map(repr, PLACEMENTS))}, got {self.placement!r}")
         if self.init == "tensor":
             if not isinstance(self.init_tensor, torch.Tensor):
                 raise ValueError("init_tensor: init='tensor' needs init_tensor, a (num_virtual_tokens, dim) tensor")
@@ -133,6 +166,11 @@ class PromptTuningConfig:
             raise ValueError(f"config: unknown {cls.method} config fields {unknown}")
         if data.get("init") == "tensor":  # the weights file holds the tensor; start from it
             data["init"] = "random"
+        # configs written before these fields existed: the prompt sat in front, and only the
+        # modules listed were saved
+        data.setdefault("placement", "front")
+        if data.get("modules_to_save") is None:
+            data["modules_to_save"] = []
         return cls(**data)
 
 
@@ -229,6 +267,32 @@ def match_prompt_budget(num_virtual_tokens: int, dim: int, max_len: int, num_tok
     return num_tokens, int(r)
 
 
+def _warn_once(owner, key: str, message: str, stacklevel: int = 3) -> None:
+    """``message`` as a UserWarning, once per wrapper object and ``key``."""
+    seen = owner.__dict__.setdefault("_warned", set())
+    if key not in seen:
+        seen.add(key)
+        warnings.warn(message, UserWarning, stacklevel=stacklevel)
+
+
+def _checkpoint_files(directory: Path) -> Tuple[Path, Path]:
+    """(config, weights) paths of a save_pretrained folder; FileNotFoundError naming the folder
+    and the files expected in it otherwise."""
+    expected = f"{CONFIG_NAME} and {WEIGHTS_NAME}"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"directory: {directory} does not exist (expected a folder holding {expected}, "
+                                "written by save_pretrained)")
+    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
+    if missing:
+        hint = ""
+        if (directory / PEFT_CONFIG_NAME).is_file():
+            hint = f"; it holds a PEFT adapter ({PEFT_CONFIG_NAME}): load it with PromptTuningModel.from_peft"
+        raise FileNotFoundError(f"directory: {directory} has no {' and no '.join(missing)} (expected {expected}, "
+                                f"written by save_pretrained){hint}")
+    return config_path, weights_path
+
+
 def _has_submodule(model: nn.Module, name: str) -> bool:
     try:
         model.get_submodule(name)
@@ -300,11 +364,39 @@ class PromptTuningModel(nn.Module):
         values = {f.name: getattr(config, f.name) for f in fields(self.config_class)} if config else {}
         values.update(config_kwargs)
         values.update(self._backbone_fields())
+        if values.get("placement", "auto") == "auto":
+            values["placement"] = "after_first" if self._is_first_token_encoder() else "front"
+        if values.get("modules_to_save") is None:
+            values["modules_to_save"] = self._default_modules_to_save()
         self.prompt_config = self.config_class(**values)
+        if self.is_encoder_decoder and self.prompt_config.placement != "front":
+            raise ValueError("placement: encoder-decoder models take the prompt in front of the encoder input "
+                             "(placement='front')")
+        self._check_dtype_device()
         self.prompt_encoder = self._build_encoder(self.prompt_config)
         self._initialise(self.prompt_config, tokenizer)
         for name in self.prompt_config.modules_to_save or []:
             self._saved_module(name).requires_grad_(True)
+
+    def _is_first_token_encoder(self) -> bool:
+        """A BERT-family encoder (bidirectional, reads [CLS] at position 0)."""
+        cfg = self.base_model.config
+        if self.is_encoder_decoder or getattr(cfg, "is_decoder", False):
+            return False
+        return self.model_type in ENCODER_TYPES
+
+    def _default_modules_to_save(self) -> List[str]:
+        name = type(self.base_model).__name__
+        if name.endswith("ForSequenceClassification") or name.endswith("ForTokenClassification"):
+            return [h for h in ("classifier", "score") if _has_submodule(self.base_model, h)][:1]
+        return []
+
+    def _check_dtype_device(self) -> None:
+        weight = self.word_embeddings.weight
+        if weight.dtype == torch.float16 and weight.device.type == "cpu":
+            _warn_once(self, "fp16-cpu", "model: the backbone is float16 on the CPU, where float16 runs many times "
+                       "slower than float32 (measured 25x on a real model); use float32 or bfloat16 on the CPU, or "
+                       "move the model to a GPU", stacklevel=4)
 
     def _saved_module(self, name: str) -> nn.Module:
         try:
@@ -413,57 +505,128 @@ class PromptTuningModel(nn.Module):
                              f"{tuple(inputs_embeds.shape)}")
         return inputs_embeds
 
+    @property
+    def prompt_start(self) -> int:
+        """Column of the first soft token in the sequence the backbone sees (0, or 1 with
+        placement "after_first")."""
+        return 1 if self.prompt_config.placement == "after_first" else 0
+
+    def _insert(self, tensor: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+        """``block`` (B, L, ...) inserted into ``tensor`` (B, T, ...) at the soft-token columns."""
+        start = self.prompt_start
+        if start == 0:
+            return torch.cat([block, tensor], dim=1)
+        return torch.cat([tensor[:, :start], block, tensor[:, start:]], dim=1)
+
+    def _strip(self, tensor: torch.Tensor, num: int) -> torch.Tensor:
+        """``tensor`` (B, L + T, ...) without the soft-token columns."""
+        start = self.prompt_start
+        if start == 0:
+            return tensor[:, num:]
+        return torch.cat([tensor[:, :start], tensor[:, start + num:]], dim=1)
+
     def _prepend(self, input_ids, inputs_embeds, attention_mask):
         embeds = self.embed_inputs(input_ids, inputs_embeds)
         batch, length = embeds.shape[:2]
         prompt = self.prompt().to(embeds.dtype)
         prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
-        embeds = torch.cat([prompt, embeds], dim=1)
         num = prompt.shape[1]
+        if attention_mask is not None and attention_mask.shape != (batch, length):
+            raise ValueError(f"attention_mask: expected shape {(batch, length)} (that of the input), got "
+                             f"{tuple(attention_mask.shape)}")
+        if self.prompt_start:
+            if length < 1:
+                raise ValueError("input_ids: placement 'after_first' needs at least one token ([CLS]) per row")
+            if attention_mask is not None and not bool(attention_mask[:, 0].all()):
+                raise ValueError("attention_mask: the soft tokens go after the first token ([CLS]), so the first "
+                                 "column must be a real token in every row: pad on the right (BERT tokenizers do), "
+                                 "or use placement='front'")
+        embeds = self._insert(embeds, prompt)
         if attention_mask is not None:
-            if attention_mask.shape != (batch, length):
-                raise ValueError(f"attention_mask: expected shape {(batch, length)} (that of the input), got "
-                                 f"{tuple(attention_mask.shape)}")
-            attention_mask = torch.cat([attention_mask.new_ones(batch, num), attention_mask], dim=1)
+            attention_mask = self._insert(attention_mask, attention_mask.new_ones(batch, num))
         return embeds, attention_mask, num
+
+    def _check_labels(self, labels: torch.Tensor, batch: int, length: int) -> None:
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels: expected a tensor, got {type(labels).__name__}")
+        name = type(self.base_model).__name__
+        token_level = (name.endswith("ForCausalLM") or name.endswith("LMHeadModel") or name.endswith("ForMaskedLM")
+                       or name.endswith("ForTokenClassification"))
+        if token_level:
+            if tuple(labels.shape) != (batch, length):
+                raise ValueError(f"labels: expected shape {(batch, length)} (one label per input token, -100 where "
+                                 f"there is no loss; the model shifts them itself), got {tuple(labels.shape)}")
+        elif name.endswith("ForSequenceClassification"):
+            num_labels = int(getattr(self.base_model.config, "num_labels", 0) or 0)
+            if labels.dim() == 0 or labels.shape[0] != batch or labels.dim() > 2 or (
+                    labels.dim() == 2 and labels.shape[1] not in (1, num_labels)):
+                raise ValueError(f"labels: expected shape ({batch},) (a class index per row), or ({batch}, "
+                                 f"{num_labels}) for multi-label targets, got {tuple(labels.shape)}")
 
     # ---- calls -------------------------------------------------------------------------------
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, token_type_ids=None,
                 position_ids=None, **kwargs):
-        """The wrapped model's forward with the soft prompt before the input.
+        """The wrapped model's forward with the soft prompt placed in the input.
 
-        labels: (B, T) token labels (causal LM; -100 is prepended for the soft tokens), or (B,)
-        class labels, or the decoder labels of an encoder-decoder model (unchanged). Per-token
-        logits over prompt + input come back with the soft-token positions removed.
+        labels: (B, T) token labels (causal LM, masked LM, token classification; -100 is inserted
+        for the soft tokens), or (B,) class labels, or the decoder labels of an encoder-decoder
+        model (unchanged). Per-token outputs over prompt + input (``logits``,
+        ``last_hidden_state``, ``hidden_states``; the encoder's for encoder-decoder models) come
+        back with the soft-token positions removed; ``attentions`` and the KV cache keep them.
+        ``instruction_mask`` (an IAPT input) is accepted and ignored, with a warning the first
+        time, so one collator serves every method.
         """
+        if kwargs.pop("instruction_mask", None) is not None:
+            _warn_once(self, "instruction_mask", f"instruction_mask: {type(self).__name__} does not use an "
+                       "instruction mask (the soft prompt is the same for every input); it is ignored", stacklevel=3)
+        self._check_dtype_device()
         embeds, attention_mask, num = self._prepend(input_ids, inputs_embeds, attention_mask)
         batch, total = embeds.shape[:2]
         length = total - num
+        start = self.prompt_start
         inputs: Dict[str, Any] = {"inputs_embeds": embeds}
         if attention_mask is not None:
             inputs["attention_mask"] = attention_mask
         if token_type_ids is not None:
             if self.is_encoder_decoder:
                 raise ValueError("token_type_ids: not used by encoder-decoder models")
-            inputs["token_type_ids"] = torch.cat([token_type_ids.new_zeros(batch, num), token_type_ids], dim=1)
+            if tuple(token_type_ids.shape) != (batch, length):
+                raise ValueError(f"token_type_ids: expected shape {(batch, length)} (that of the input), got "
+                                 f"{tuple(token_type_ids.shape)}")
+            inputs["token_type_ids"] = self._insert(token_type_ids, token_type_ids.new_zeros(batch, num))
         if position_ids is not None:
             if self.is_encoder_decoder:
                 raise ValueError("position_ids: not used by encoder-decoder models")
             position_ids = position_ids.expand(batch, -1) if position_ids.shape[0] == 1 else position_ids
-            prefix = torch.arange(num, device=position_ids.device, dtype=position_ids.dtype).expand(batch, -1)
-            inputs["position_ids"] = torch.cat([prefix, position_ids + num], dim=1)
+            if start == 0:
+                prefix = torch.arange(num, device=position_ids.device, dtype=position_ids.dtype).expand(batch, -1)
+                inputs["position_ids"] = torch.cat([prefix, position_ids + num], dim=1)
+            else:
+                first = position_ids[:, :1]
+                soft = first + 1 + torch.arange(num, device=position_ids.device, dtype=position_ids.dtype)
+                inputs["position_ids"] = torch.cat([first, soft, position_ids[:, 1:] + num], dim=1)
         if labels is not None:
-            if not self.is_encoder_decoder and labels.dim() == 2 and labels.shape == (batch, length):
-                labels = torch.cat([labels.new_full((batch, num), -100), labels], dim=1)
+            if not self.is_encoder_decoder:
+                self._check_labels(labels, batch, length)
+                if labels.dim() == 2 and labels.shape == (batch, length) and not self._is_sequence_classifier():
+                    labels = self._insert(labels, labels.new_full((batch, num), -100))
             inputs["labels"] = labels
         if self._is_decoder_classifier():
-            return self._decoder_classifier_forward(inputs, kwargs)
-        output = self.base_model(**inputs, **kwargs)
-        logits = getattr(output, "logits", None)
-        if (not self.is_encoder_decoder and isinstance(logits, torch.Tensor) and logits.dim() == 3
-                and logits.shape[1] == total):
-            output.logits = logits[:, num:]
+            output = self._decoder_classifier_forward(inputs, kwargs)
+        else:
+            output = self.base_model(**inputs, **kwargs)
+        keys = ENCODER_PER_TOKEN_OUTPUTS if self.is_encoder_decoder else PER_TOKEN_OUTPUTS
+        for key in keys:
+            value = getattr(output, key, None)
+            if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == total:
+                setattr(output, key, self._strip(value, num))
+            elif isinstance(value, tuple) and value and all(
+                    isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[1] == total for v in value):
+                setattr(output, key, tuple(self._strip(v, num) for v in value))
         return output
+
+    def _is_sequence_classifier(self) -> bool:
+        return type(self.base_model).__name__.endswith("ForSequenceClassification")
 
     def _is_decoder_classifier(self) -> bool:
         model = self.base_model
@@ -505,13 +668,21 @@ class PromptTuningModel(nn.Module):
         Decoders return ``input_ids`` followed by the new tokens (B, T + new), the same as PEFT;
         encoder-decoder models return the decoder sequences. Any decoding strategy of
         ``generate()`` works (the prompt is part of ``inputs_embeds`` at prefill and then lives in
-        the KV cache). ``max_length`` counts the caller's tokens, not the soft tokens.
+        the KV cache). ``max_length`` counts the caller's tokens, not the soft tokens. Batches of
+        prompts of different lengths must be padded on the left for decoders (a warning says so
+        when a row ends in padding). ``instruction_mask`` is ignored.
         """
         if not self.base_model.can_generate():
             raise ValueError(f"generate: {type(self.base_model).__name__} cannot generate (use a causal LM or "
                              "an encoder-decoder model)")
         if input_ids is None:
             raise ValueError("input_ids: generate() needs input_ids")
+        kwargs.pop("instruction_mask", None)
+        if (not self.is_encoder_decoder and attention_mask is not None and attention_mask.dim() == 2
+                and attention_mask.shape[1] > 0 and not bool(attention_mask[:, -1].all())):
+            _warn_once(self, "right-padding", "attention_mask: some prompts end in padding (right-padded); a decoder "
+                       "then continues after the padding and its answers are wrong. Pad prompts on the left for "
+                       "generate() (tokenizer.padding_side = 'left')", stacklevel=3)
         embeds, attention_mask, num = self._prepend(input_ids, kwargs.pop("inputs_embeds", None), attention_mask)
         if attention_mask is None:
             attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
@@ -549,9 +720,43 @@ class PromptTuningModel(nn.Module):
     def num_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.trainable_parameters())
 
-    def param_groups(self, lr_prompt: float, lr_lowrank: Optional[float] = None, **extra) -> List[dict]:
-        """Optimizer parameter groups (plain prompt tuning: one group)."""
-        return [{"params": self.trainable_parameters(), "lr": lr_prompt, **extra}]
+    def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
+        """Trainable parameters by learning-rate group name (``lr_prompt``, ``lr_head``, ...)."""
+        return {"lr_prompt": [p for p in self.prompt_encoder.parameters() if p.requires_grad],
+                "lr_head": [p for p in self._saved_module_parameters().values() if p.requires_grad]}
+
+    def param_groups(self, lr_prompt: Optional[float] = None, lr_lowrank: Optional[float] = None,
+                     lr_head: Optional[float] = None, lr_projection: Optional[float] = None, scale: float = 1.0,
+                     **extra) -> List[dict]:
+        """Optimizer parameter groups with the method's default learning rates (for AdamW).
+
+        Groups: ``lr_prompt`` (the soft tokens), ``lr_lowrank`` (DePT / EPT: the pair A, B),
+        ``lr_projection`` (EPT: the multi-space projection and its gate), ``lr_head`` (the
+        modules_to_save, e.g. a classification head). A learning rate left as None takes the
+        default of :data:`DEFAULT_LR` for the method (prompt tuning: prompt 3e-2, head 1e-3;
+        DePT: prompt 3e-2, low-rank 1e-3; EPT: the same plus projection 1e-3); ``scale``
+        multiplies every group's rate (a learning-rate sweep around the defaults). Any other
+        keyword (``weight_decay``, ``betas``, ...) goes into every group. Giving a learning rate
+        for a group the method does not have raises ValueError. Empty groups are left out.
+        """
+        given = {"lr_prompt": lr_prompt, "lr_lowrank": lr_lowrank, "lr_head": lr_head, "lr_projection": lr_projection}
+        defaults = DEFAULT_LR[self.prompt_config.method]
+        for name, value in given.items():
+            if value is not None and name not in defaults:
+                raise ValueError(f"{name}: {type(self).__name__} ({self.prompt_config.method}) has no such parameter "
+                                 f"group; its groups are {', '.join(sorted(defaults))}")
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{name}: expected a non-negative learning rate, got {value!r}")
+        groups = []
+        for name, params in self._group_parameters().items():
+            if params:
+                lr = given[name] if given[name] is not None else defaults[name]
+                groups.append({"params": params, "lr": float(lr) * scale, "name": name[3:], **extra})
+        return groups
+
+    def default_learning_rates(self) -> Dict[str, float]:
+        """The method's default learning rate of every parameter group (see :meth:`param_groups`)."""
+        return dict(DEFAULT_LR[self.prompt_config.method])
 
     def parameter_report(self) -> Dict[str, int]:
         """Trainable parameters per part, the total, and the backbone's (frozen) parameters."""
@@ -619,9 +824,7 @@ class PromptTuningModel(nn.Module):
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(f"directory: expected {CONFIG_NAME} and {WEIGHTS_NAME} in {directory}")
+        config_path, weights_path = _checkpoint_files(directory)
         data = json.loads(config_path.read_text())
         method = data.get("method", "prompt_tuning")
         if method not in CONFIG_CLASSES:
@@ -639,6 +842,25 @@ class PromptTuningModel(nn.Module):
         wrapper.prompt_config.seed = cfg.seed
         wrapper._load_state(load_file(str(weights_path)), weights_path)
         return wrapper
+
+    def load_weights(self, directory: Union[str, Path]) -> None:
+        """Load the prompt (and modules_to_save) written by :meth:`save_pretrained` into this
+        model in place (e.g. to resume training). Raises ValueError when the checkpoint holds
+        another method, another placement, or tensors of other shapes."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        config_path, weights_path = _checkpoint_files(directory)
+        data = json.loads(config_path.read_text())
+        method = data.get("method", "prompt_tuning")
+        if method != self.prompt_config.method:
+            raise ValueError(f"{config_path}: holds a {method!r} prompt; this model is {self.prompt_config.method!r}")
+        cfg = CONFIG_CLASSES[method].from_dict(data)
+        _check_backbone(cfg, self.base_model, directory)
+        if cfg.placement != self.prompt_config.placement:
+            raise ValueError(f"{config_path}: the prompt was trained with placement {cfg.placement!r}; this model uses "
+                             f"{self.prompt_config.placement!r}")
+        self._load_state(load_file(str(weights_path)), weights_path)
 
     # ---- PEFT interop ------------------------------------------------------------------------
     def _peft_task_type(self) -> str:
@@ -663,6 +885,10 @@ class PromptTuningModel(nn.Module):
         if type(self.prompt_config) is not PromptTuningConfig:
             raise ValueError(f"export_peft: PEFT prompt tuning has no form for {self.prompt_config.method!r} "
                              "(its low-rank input offset); use save_pretrained")
+        if self.prompt_config.placement != "front":
+            raise ValueError(f"export_peft: PEFT puts the soft tokens before the whole input; this prompt was placed "
+                             f"{self.prompt_config.placement!r} (after [CLS]) and would give other outputs there. "
+                             "Train with placement='front' to export to PEFT, or use save_pretrained")
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -704,6 +930,8 @@ class PromptTuningModel(nn.Module):
     def from_peft(cls, model: nn.Module, directory: Union[str, Path]) -> "PromptTuningModel":
         """Load a PEFT prompt-tuning adapter (``adapter_config.json`` with peft_type PROMPT_TUNING and
         ``adapter_model.safetensors`` / ``.bin`` holding ``prompt_embeddings``) onto ``model``.
+        The prompt keeps PEFT's placement (before the whole input, ``placement="front"``), so the
+        outputs equal PEFT's, BERT-family models included.
 
         For encoder-decoder adapters saved with two transformer submodules, the first L rows
         (the encoder prompt, the only part PEFT's prompt tuning feeds to the model) are used."""
@@ -711,6 +939,9 @@ class PromptTuningModel(nn.Module):
             raise ValueError(f"from_peft: PEFT prompt-tuning adapters load as PromptTuningModel, not {cls.__name__}")
         directory = Path(directory)
         config_path = directory / PEFT_CONFIG_NAME
+        if not directory.is_dir():
+            raise FileNotFoundError(f"directory: {directory} does not exist (expected a folder with {PEFT_CONFIG_NAME} "
+                                    f"and {PEFT_WEIGHTS_NAME}, written by PEFT's save_pretrained)")
         if not config_path.is_file():
             raise FileNotFoundError(f"directory: expected {PEFT_CONFIG_NAME} in {directory}")
         data = json.loads(config_path.read_text())
@@ -743,7 +974,7 @@ class PromptTuningModel(nn.Module):
         heads = [h.replace(".modules_to_save.default", "") for h in heads]
         config = PromptTuningConfig(num_virtual_tokens=length, init="tensor", init_tensor=weight[:length].float(),
                                     tokenizer_name_or_path=data.get("tokenizer_name_or_path"),
-                                    modules_to_save=heads or None)
+                                    modules_to_save=heads, placement="front")
         wrapper = cls(model, config)
         with torch.no_grad():
             for key, p in wrapper._saved_module_parameters().items():
@@ -795,14 +1026,12 @@ class DePTModel(PromptTuningModel):
     def lowrank_parameters(self) -> List[nn.Parameter]:
         return [self.prompt_encoder.offset.A, self.prompt_encoder.offset.B]
 
-    def param_groups(self, lr_prompt: float, lr_lowrank: Optional[float] = None, **extra) -> List[dict]:
-        """Two optimizer groups: the prompt (and any other part) at ``lr_prompt``, the low-rank
-        pair A, B at ``lr_lowrank`` (default: lr_prompt)."""
+    def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
         low = {id(p) for p in self.lowrank_parameters()}
-        rest = [p for p in self.trainable_parameters() if id(p) not in low]
-        lr_lowrank = lr_prompt if lr_lowrank is None else lr_lowrank
-        return [{"params": rest, "lr": lr_prompt, **extra},
-                {"params": [p for p in self.lowrank_parameters() if p.requires_grad], "lr": lr_lowrank, **extra}]
+        groups = super()._group_parameters()
+        groups["lr_lowrank"] = [p for p in self.lowrank_parameters() if p.requires_grad]
+        groups["lr_prompt"] = [p for p in groups["lr_prompt"] if id(p) not in low]
+        return groups
 
 
 class EPTModel(DePTModel):
@@ -810,10 +1039,17 @@ class EPTModel(DePTModel):
     the short prompt fused with the low-rank knowledge and passed through a gated multi-space
     projection (:class:`fastprompt.nn.EPTPrompt` has the exact formulation) before the input.
 
-    :meth:`param_groups` puts the low-rank pair at ``lr_lowrank`` and the prompt, projection and
-    gate at ``lr_prompt``."""
+    :meth:`param_groups` puts the short prompt at ``lr_prompt``, the low-rank pair at
+    ``lr_lowrank`` and the projection and its gate at ``lr_projection``."""
 
     config_class = EPTConfig
+
+    def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
+        groups = super()._group_parameters()
+        projection = {id(p) for p in self.prompt_encoder.projection.parameters()}
+        groups["lr_projection"] = [p for p in self.prompt_encoder.projection.parameters() if p.requires_grad]
+        groups["lr_prompt"] = [p for p in groups["lr_prompt"] if id(p) not in projection]
+        return groups
 
     def _build_encoder(self, cfg: EPTConfig) -> nn.Module:
         return EPTPrompt(cfg.num_virtual_tokens, cfg.max_len, cfg.rank, self.token_dim, num_spaces=cfg.num_spaces,
@@ -832,18 +1068,57 @@ def _build_trainer_class():
         :meth:`PromptTuningModel.save_pretrained` format (loadable with ``from_pretrained``).
         (The plain Trainer would write the whole backbone, which fails for tied weights.)
 
-        Pass ``optimizers=(torch.optim.AdamW(model.param_groups(lr_prompt, lr_lowrank)), None)``
-        for DePT's separate learning rates."""
+        - ``train(resume_from_checkpoint=...)`` (a checkpoint folder or True for the last one)
+          restores the prompt (and modules_to_save) into the model, and the Trainer restores the
+          optimizer, the scheduler, the RNG states and the data position from the same folder, so
+          a resumed run ends where an uninterrupted one does.
+        - ``load_best_model_at_end`` reloads the best checkpoint's prompt.
+        - Without ``optimizers``, the optimizer is AdamW (or ``args.optim``) over
+          :meth:`PromptTuningModel.param_groups`: the method's default learning rates, not
+          ``args.learning_rate`` (whose default of 5e-5 is far too small for soft prompts); pass
+          ``param_groups={"lr_prompt": ..., "scale": ...}`` to change them, or your own optimizer
+          in ``optimizers=(optimizer, None)``. ``args.weight_decay`` applies to every group.
+        """
+
+        def __init__(self, *args, param_groups: Optional[dict] = None, **kwargs):
+            self.param_group_kwargs = dict(param_groups or {})
+            super().__init__(*args, **kwargs)
+
+        def _prompt_model(self):
+            model = self.accelerator.unwrap_model(self.model)
+            return model if isinstance(model, PromptTuningModel) else None
+
+        def create_optimizer(self, model=None):
+            wrapper = self._prompt_model()
+            if self.optimizer is not None or wrapper is None:
+                return super().create_optimizer(model)
+            optimizer_cls, optimizer_kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args)
+            optimizer_kwargs.pop("lr", None)
+            kwargs = {"weight_decay": self.args.weight_decay, **self.param_group_kwargs}
+            self.optimizer = optimizer_cls(wrapper.param_groups(**kwargs), **optimizer_kwargs)
+            return self.optimizer
 
         def _save(self, output_dir=None, state_dict=None):
             output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
             if not self.args.should_save:
                 return
-            model = self.accelerator.unwrap_model(self.model)
-            if not isinstance(model, PromptTuningModel):
+            model = self._prompt_model()
+            if model is None:
                 return super()._save(str(output_dir), state_dict)
             model.save_pretrained(output_dir)
             torch.save(self.args, output_dir / transformers.trainer.TRAINING_ARGS_NAME)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            wrapper = self._prompt_model()
+            if wrapper is None:
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            wrapper.load_weights(resume_from_checkpoint)
+
+        def _load_best_model(self):
+            wrapper = self._prompt_model()
+            if wrapper is None:
+                return super()._load_best_model()
+            wrapper.load_weights(self.state.best_model_checkpoint)
 
     return PromptTuningTrainer
 
