@@ -157,7 +157,8 @@ def run_init(args):
     bare_gen = greedy(model, tok, prompts)
     rows = [("bare SmolLM2", bare_loss, 1.0, 1.0, float("nan"))]
     print(f"bare loss {bare_loss:.4f}", flush=True)
-    for name, cfg, setup in VARIANTS:
+    chosen = [VARIANTS[i] for i in args.variants] if args.variants else VARIANTS
+    for name, cfg, setup in chosen:
         torch.manual_seed(0)
         wrapper = IAPTModel(model, **cfg)
         if setup == "zero":
@@ -175,10 +176,7 @@ def run_init(args):
         rows.append((name, loss, loss / bare_loss, same, after))
         print(f"{name}: loss {loss:.4f} ({loss / bare_loss:.3f}x), greedy same {same:.2f}, after 1 step {after:.4f}",
               flush=True)
-        for h in wrapper._hooks:
-            h.remove()
-        # undo the attention wrapping so that the next variant wraps a clean backbone
-        model, tok = load_smollm2()
+        model = wrapper.unload()
     print("\n| variant | loss at init | vs bare | greedy output unchanged | loss after 1 step |")
     print("|---|---|---|---|---|")
     for name, loss, ratio, same, after in rows:
@@ -295,6 +293,7 @@ def main():
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--eval-init", action="store_true")
+    parser.add_argument("--variants", type=int, nargs="*", help="init: indices into VARIANTS (default all)")
     parser.add_argument("--runs", nargs="+", default=[f"iapt@{DEFAULT_LR / 3:g}", f"iapt@{DEFAULT_LR:g}",
                                                       f"iapt@{DEFAULT_LR * 3:g}", "prompt_tuning@3e-2"])
     args = parser.parse_args()

@@ -627,3 +627,14 @@ def test_trainer_with_the_stock_seq2seq_collator(tmp_path):
     wrapper = IAPTModel(tiny_llama(), bottleneck=8)
     trainer = IAPTTrainer(model=wrapper, args=_trainer_args(tmp_path, 3), train_dataset=rows, data_collator=collator)
     assert trainer.train().training_loss > 0
+
+
+def test_unload_restores_the_backbone():
+    bare = tiny_llama()
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, modules_to_save=["lm_head"])
+    perturb(wrapper.adapters["default"], 1)
+    model = wrapper.unload()
+    assert isinstance(model.lm_head, torch.nn.Linear)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    torch.testing.assert_close(model(input_ids=ids).logits, bare(input_ids=ids).logits)
+    assert model.model.layers[0].self_attn.config is model.config

@@ -287,16 +287,21 @@ class _SavedModule(nn.Module):
     def __init__(self, original: nn.Module, owner, path: str):
         super().__init__()
         self.original = original
-        self._owner = owner
+        self._owners = [owner]  # weak references to the IAPT models wrapping this backbone
         self.key = path.replace(".", "__")
 
+    def add_owner(self, owner) -> None:
+        self._owners = [r for r in self._owners if r() is not None and r() is not owner()] + [owner]
+
     def forward(self, *args, **kwargs):
-        owner = self._owner()
-        batch = owner._batch if owner is not None else None
-        if batch is not None:
-            module = owner.adapters[batch.groups[0][0]].saved_modules
-            if self.key in module:
-                return module[self.key](*args, **kwargs)
+        for ref in self._owners:
+            owner = ref()
+            batch = owner._batch if owner is not None else None
+            if batch is not None:
+                modules = owner.adapters[batch.groups[0][0]].saved_modules
+                if self.key in modules:
+                    return modules[self.key](*args, **kwargs)
+                break
         return self.original(*args, **kwargs)
 
 
@@ -477,6 +482,8 @@ class IAPTModel(nn.Module):
             if not isinstance(module, _SavedModule):
                 module = _SavedModule(module, weakref.ref(self), path)
                 _set_submodule(self.base_model, path, module)
+            else:
+                module.add_owner(weakref.ref(self))
             saved = copy.deepcopy(module.original)
             for p in saved.parameters():
                 p.requires_grad_(True)
@@ -887,6 +894,33 @@ class IAPTModel(nn.Module):
             return stripped
         result.sequences = stripped
         return result
+
+    def unload(self) -> nn.Module:
+        """Detach IAPT from the backbone (hooks, attention routing, modules_to_save stand-ins) and
+        return the backbone as it was before wrapping (adapters are discarded)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        layers, _, _ = find_layers(self.base_model)
+        me = weakref.ref(self)
+        for layer in layers:
+            for path in ATTENTION_PATHS:
+                attn = _resolve(layer, path)
+                link = getattr(attn, "_fastprompt_iapt", None) if attn is not None else None
+                if link is None:
+                    continue
+                link[2][:] = [r for r in link[2] if r() is not None and r() is not self]
+                if not link[2]:
+                    attn.config = self.base_model.config
+                    del attn._fastprompt_iapt
+                break
+        for name, module in list(self.base_model.named_modules()):
+            if isinstance(module, _SavedModule):
+                module._owners = [r for r in module._owners if r() is not None and r() is not self]
+                if not module._owners:
+                    _set_submodule(self.base_model, name, module.original)
+        del me
+        return self.base_model
 
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, layers={self.num_layers} ({self.layer_path}), d_model={self.d_model}, "
