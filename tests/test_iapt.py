@@ -638,3 +638,18 @@ def test_unload_restores_the_backbone():
     ids = torch.randint(3, VOCAB, (2, 6))
     torch.testing.assert_close(model(input_ids=ids).logits, bare(input_ids=ids).logits)
     assert model.model.layers[0].self_attn.config is model.config
+
+
+def test_soft_tokens_match_the_reference_float64():
+    from fastprompt.reference import iapt_soft_tokens_ref
+
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    adapter = wrapper.adapters["default"].double()
+    perturb(adapter, 6)
+    hidden = torch.randn(3, 9, 32, dtype=torch.float64)
+    hidden[:, 0] *= 100  # a massive first position, as an attention sink
+    mask = torch.rand(3, 9) > 0.3
+    mask[2] = False
+    got = wrapper._generate_tokens(adapter, 1, hidden, mask)
+    want = iapt_soft_tokens_ref(adapter.generators[1], hidden, mask)
+    assert_close(got, want, torch.float64)

@@ -42,7 +42,6 @@ def perturb(adapter, seed, scale=0.05, gate=0.5):
 PAIRS = [
     ("What is the capital of France?", "The capital of France is Paris."),
     ("How many legs does a spider have?", "A spider has eight legs."),
-    ("Name a fruit that is yellow.", "A banana is a yellow fruit."),
     ("What do bees make?", "Bees make honey."),
 ]
 
@@ -74,7 +73,7 @@ def chat_batch(tok, pairs, with_response=True):
             "labels": torch.tensor([[-100] * (width - len(x)) + x for x in labels])}
 
 
-def greedy_kwargs(tok, n=6):
+def greedy_kwargs(tok, n=4):
     return dict(max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
 
 
@@ -87,15 +86,15 @@ def test_smollm2_untrained_adapter_does_no_harm(smol):
     wrapper.add_adapter("other")
     with torch.no_grad():
         loss = wrapper(**batch).loss.item()
-        mixed = wrapper(**batch, tenant_ids=["default", "other", "other", "default"]).loss.item()
+        mixed = wrapper(**batch, tenant_ids=["default", "other", "other"]).loss.item()
     assert abs(loss - bare) <= 0.02 * bare, (loss, bare)
     assert abs(mixed - bare) <= 0.02 * bare, (mixed, bare)
     prompts = chat_batch(tok, PAIRS, with_response=False)
     args = dict(input_ids=prompts["input_ids"], attention_mask=prompts["attention_mask"])
     want = model.generate(**args, **greedy_kwargs(tok))
     assert torch.equal(wrapper.generate(**args, **greedy_kwargs(tok)), want)
-    assert torch.equal(wrapper.generate(**args, tenant_ids=["other", "default", "other", "default"],
-                                        **greedy_kwargs(tok)), want)
+    assert torch.equal(wrapper.generate(**args, tenant_ids=["other", "default", "other"], **greedy_kwargs(tok)), want)
+    wrapper.unload()
 
 
 def test_smollm2_training_lowers_the_loss_and_round_trips(smol, tmp_path):
@@ -106,7 +105,7 @@ def test_smollm2_training_lowers_the_loss_and_round_trips(smol, tmp_path):
     opt = torch.optim.AdamW(wrapper.param_groups())
     wrapper.train()
     losses = []
-    for _ in range(4):
+    for _ in range(3):
         loss = wrapper(**batch).loss
         opt.zero_grad()
         loss.backward()
@@ -121,15 +120,17 @@ def test_smollm2_training_lowers_the_loss_and_round_trips(smol, tmp_path):
     loaded = IAPTModel.from_pretrained(model, tmp_path / "smol")
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, wrapper(**batch).logits, rtol=1e-4, atol=1e-4)
+    loaded.unload()
+    wrapper.unload()
 
 
 def test_smollm2_cached_generate_equals_stepwise_decode_without_cache(smol):
     model, tok = smol
     wrapper = IAPTModel(model)
     perturb(wrapper.adapters["default"], 1)
-    prompts = chat_batch(tok, PAIRS[:3], with_response=False)
+    prompts = chat_batch(tok, PAIRS, with_response=False)
     ids, am = prompts["input_ids"], prompts["attention_mask"]
-    n = 6
+    n = 4
     cached = wrapper.generate(input_ids=ids, attention_mask=am, **greedy_kwargs(tok, n))
     # the oracle: greedy argmax of forward() over the whole sequence at every step, no cache, with
     # the positions generate() uses (left padding does not count)
@@ -151,6 +152,7 @@ def test_smollm2_cached_generate_equals_stepwise_decode_without_cache(smol):
     assert torch.equal(cached, seq[:, :cached.shape[1]])
     # the adapter does change the output (the check is not vacuous)
     assert not torch.equal(cached, model.generate(input_ids=ids, attention_mask=am, **greedy_kwargs(tok, n)))
+    wrapper.unload()
 
 
 def test_smollm2_mixed_tenants_equal_each_tenant_alone(smol):
@@ -159,7 +161,7 @@ def test_smollm2_mixed_tenants_equal_each_tenant_alone(smol):
     perturb(wrapper.adapters["a"], 2)
     perturb(wrapper.add_adapter("b"), 3)
     batch = chat_batch(tok, PAIRS)
-    tenants = ["a", "b", "b", "a"]
+    tenants = ["a", "b", "a"]
     with torch.no_grad():
         mixed = wrapper(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                         tenant_ids=tenants).logits
@@ -178,6 +180,7 @@ def test_smollm2_mixed_tenants_equal_each_tenant_alone(smol):
         alone = wrapper.generate(input_ids=prompts["input_ids"][rows], attention_mask=prompts["attention_mask"][rows],
                                  **greedy_kwargs(tok, 4))
         assert torch.equal(gen[rows][:, :alone.shape[1]], alone)
+    wrapper.unload()
 
 
 # ---- MiniLM (BERT) ---------------------------------------------------------------------------
@@ -217,10 +220,12 @@ def test_minilm_untrained_adapter_does_no_harm(minilm):
     assert got.last_hidden_state.shape == want.last_hidden_state.shape
     torch.testing.assert_close(got.last_hidden_state[real], want.last_hidden_state[real], rtol=1e-4, atol=1e-4)
     assert all(g.shape == w.shape for g, w in zip(got.hidden_states, want.hidden_states))
+    wrapper.unload()
     cls = IAPTModel(classifier)
     with torch.no_grad():
         loss = cls(**enc, labels=labels).loss.item()
     assert abs(loss - bare_loss) <= 0.02 * bare_loss
+    cls.unload()
 
 
 def test_minilm_classifier_trains_with_modules_to_save_and_round_trips(minilm, tmp_path):
@@ -230,7 +235,7 @@ def test_minilm_classifier_trains_with_modules_to_save_and_round_trips(minilm, t
     wrapper = IAPTModel(classifier, adapter_name="cls", modules_to_save=["classifier"])
     opt = torch.optim.AdamW(wrapper.param_groups())
     losses = []
-    for _ in range(5):
+    for _ in range(3):
         loss = wrapper(**enc, labels=labels).loss
         opt.zero_grad()
         loss.backward()
@@ -244,6 +249,8 @@ def test_minilm_classifier_trains_with_modules_to_save_and_round_trips(minilm, t
     loaded = IAPTModel.from_pretrained(classifier, tmp_path / "minilm", adapter_name="cls")
     with torch.no_grad():
         torch.testing.assert_close(loaded(**enc).logits, expected, rtol=1e-4, atol=1e-4)
+    loaded.unload()
+    wrapper.unload()
 
 
 def test_minilm_mixed_tenants_equal_each_tenant_alone(minilm):
@@ -261,3 +268,4 @@ def test_minilm_mixed_tenants_equal_each_tenant_alone(minilm):
             alone = wrapper(**{k: v[rows] for k, v in enc.items()}).last_hidden_state
             real = enc["attention_mask"][rows].bool()
             torch.testing.assert_close(mixed[rows][real], alone[real], rtol=1e-4, atol=1e-4)
+    wrapper.unload()

@@ -776,7 +776,7 @@ class IAPTModel(nn.Module):
         tokens = generator(h, mask)  # (b, K, d)
         if cfg.token_scale == "hidden_rms":
             with torch.no_grad():
-                rms = hidden.detach().float().pow(2).mean(-1).sqrt()  # (b, T)
+                rms = hidden.detach().to(torch.promote_types(hidden.dtype, torch.float32)).pow(2).mean(-1).sqrt()  # (b, T)
                 rms = torch.where(mask, rms, torch.full_like(rms, float("nan")))
                 target = torch.nan_to_num(rms.nanmedian(dim=1).values, nan=1.0)  # (b,)
             tokens = tokens * torch.rsqrt(tokens.pow(2).mean(-1, keepdim=True) + 1e-12)
