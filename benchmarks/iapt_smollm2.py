@@ -169,10 +169,12 @@ def run_init(args):
             gen = greedy(wrapper, tok, prompts)
             same = (gen == bare_gen).all(dim=1).float().mean().item()
             # one AdamW step at the default learning rate on the same batch, then the loss again
-            opt = torch.optim.AdamW(wrapper.param_groups())
-            wrapper(**batch).loss.backward()
-            opt.step()
-            after = loss_of(wrapper, batch)
+            after = float("nan")
+            if setup != "plain":  # (no soft tokens in use: nothing to train)
+                opt = torch.optim.AdamW(wrapper.param_groups())
+                wrapper(**batch).loss.backward()
+                opt.step()
+                after = loss_of(wrapper, batch)
         rows.append((name, loss, loss / bare_loss, same, after))
         print(f"{name}: loss {loss:.4f} ({loss / bare_loss:.3f}x), greedy same {same:.2f}, after 1 step {after:.4f}",
               flush=True)
