@@ -653,3 +653,12 @@ def test_soft_tokens_match_the_reference_float64():
     got = wrapper._generate_tokens(adapter, 1, hidden, mask)
     want = iapt_soft_tokens_ref(adapter.generators[1], hidden, mask)
     assert_close(got, want, torch.float64)
+
+
+def test_causal_lm_loss_counts_every_label_like_the_bare_model():
+    bare, wrapper = _bare_and_wrapped("llama")
+    ids = torch.randint(3, VOCAB, (2, 7))
+    # labels on every token: the second token's target is predicted from the first real token, not
+    # from a reserved position
+    torch.testing.assert_close(wrapper(input_ids=ids, labels=ids).loss, bare(input_ids=ids, labels=ids).loss,
+                               rtol=1e-5, atol=1e-5)

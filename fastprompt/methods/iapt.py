@@ -829,12 +829,28 @@ class IAPTModel(nn.Module):
             raise ValueError("inputs_embeds: not supported by IAPTModel; pass input_ids")
         inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, labels, token_type_ids, tenant_ids,
                                       position_ids)
+        # decoders with per-token labels: the loss is computed here, on the logits without the reserved
+        # positions (inside the backbone a token after the reserved block would be predicted from a
+        # reserved position's output)
+        own_loss = (self.kind == "decoder" and labels is not None and labels.shape == input_ids.shape
+                    and not labels.is_floating_point())
+        num_items = kwargs.pop("num_items_in_batch", None) if own_loss else None
+        if own_loss:
+            inputs.pop("labels")
         self._batch = batch
         try:
             output = self.base_model(**inputs, **kwargs)
         finally:
             self._batch = None
-        return self._strip_output(output, batch)
+        output = self._strip_output(output, batch)
+        if own_loss and getattr(output, "logits", None) is not None and output.logits.dim() == 3:
+            logits = output.logits[:, :-1].float()
+            target = labels[:, 1:].to(logits.device)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                               ignore_index=-100, reduction="sum")
+            count = num_items if num_items is not None else (target != -100).sum()
+            output.loss = loss / count
+        return output
 
     def _strip_output(self, output, batch: _Batch):
         def per_token(t):
@@ -863,6 +879,9 @@ class IAPTModel(nn.Module):
             raise ValueError("generate: IAPT generation needs a decoder (LLaMA family or GPT-2)")
         if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
             raise ValueError("generate: IAPT supports num_beams=1 and num_return_sequences=1")
+        if self.adapter_config.placement == "after_instruction":
+            raise ValueError("placement: 'after_instruction' puts the reserved positions at the end of a prompt, "
+                             "where generation reads the next token; generate with placement 'after_first'")
         if attention_mask is not None and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 \
                 and attention_mask.shape[1] > 0 and bool((attention_mask[:, -1] == 0).any()):
             _warn_once(("rightpad", id(self)),
