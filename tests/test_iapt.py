@@ -85,7 +85,8 @@ def test_causal_lm_training_loss_falls_and_backbone_stays_frozen(backbone):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     wrapper = IAPTModel(model, bottleneck=16)
     assert all(not p.requires_grad for p in model.parameters())
-    assert len(wrapper.trainable_parameters()) == 2 * 7  # 2 layers x (down w,b; queries; a, b; up w,b)
+    # 2 layers x (down w,b; queries; a, b; up w,b) + one (layers, heads) gate tensor
+    assert len(wrapper.trainable_parameters()) == 2 * 7 + 1
 
     def batch(step):
         ids, am, im, labels = copy_task(16, step % 4)
@@ -121,11 +122,14 @@ def test_soft_positions_and_logits_alignment():
     am = torch.ones_like(ids)
     am[1, :2] = 0  # left padding
     inputs, batch = wrapper._prepare(ids, am, None, None, None, None)
-    # decoder: reserved positions right before the first real token
-    assert batch.soft_mask[0, :3].all() and not batch.soft_mask[0, 3:].any()
-    assert batch.soft_mask[1, 2:5].all() and batch.soft_mask[1].sum() == 3
+    # decoder: reserved positions right after the first real token (which keeps the attention sink)
+    assert not batch.soft_mask[0, 0] and batch.soft_mask[0, 1:4].all() and not batch.soft_mask[0, 4:].any()
+    assert batch.soft_mask[1, 3:6].all() and batch.soft_mask[1].sum() == 3
     assert torch.equal(inputs["input_ids"][~batch.soft_mask].view(2, 6), ids)
     assert not batch.instruction_mask[batch.soft_mask].any()
+    # gated (default): invisible to the backbone's own attention; real tokens keep their positions
+    assert (inputs["attention_mask"][batch.soft_mask] == 0).all()
+    assert torch.equal(inputs["position_ids"][~batch.soft_mask].view(2, 6), torch.arange(6).expand(2, 6))
     out = wrapper(input_ids=ids, attention_mask=am)
     assert out.logits.shape == (2, 6, VOCAB)
     # encoder: after [CLS]
@@ -137,6 +141,8 @@ def test_soft_positions_and_logits_alignment():
 def test_generators_change_every_layer():
     model = tiny_llama()
     wrapper = IAPTModel(model, bottleneck=8)
+    with torch.no_grad():
+        wrapper.adapters["default"].gates.fill_(0.5)  # open the gates (zero at init)
     ids = torch.randint(3, VOCAB, (2, 6))
     base = wrapper(input_ids=ids).logits
     for layer in range(2):
@@ -330,3 +336,329 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append([p.grad for p in wrapper.trainable_parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---- do no harm at initialisation ----------------------------------------------------------------
+
+def _bare_and_wrapped(backbone, **cfg):
+    make = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": lambda: tiny_bert(num_labels=3)}[backbone]
+    return make(), IAPTModel(make(), bottleneck=8, **cfg)
+
+
+@pytest.mark.parametrize("backbone", ["llama", "gpt2", "bert"])
+def test_untrained_adapter_leaves_the_backbone_unchanged(backbone):
+    bare, wrapper = _bare_and_wrapped(backbone)
+    ids = torch.randint(3, VOCAB, (3, 7))
+    am = torch.ones_like(ids)
+    if backbone != "bert":
+        am[0, :2] = 0  # left padding
+    got = wrapper(input_ids=ids, attention_mask=am).logits
+    want = bare(input_ids=ids, attention_mask=am).logits
+    real = am.bool() if got.dim() == 3 else slice(None)
+    torch.testing.assert_close(got[real], want[real], rtol=1e-5, atol=1e-5)
+    # an untrained tenant next to a trained one: its rows are the bare model's
+    perturb(wrapper.add_adapter("trained"), 7)
+    mixed = wrapper(input_ids=ids, attention_mask=am, tenant_ids=["default", "trained", "default"]).logits
+    rows = [0, 2]
+    mask = am[rows].bool() if got.dim() == 3 else slice(None)
+    torch.testing.assert_close(mixed[rows][mask], want[rows][mask], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(mixed[1], want[1], atol=1e-4)
+    if backbone != "bert":
+        kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+        torch.testing.assert_close(wrapper.generate(input_ids=ids, attention_mask=am, tenant_ids=["default"] * 3,
+                                                    **kwargs),
+                                   bare.generate(input_ids=ids, attention_mask=am, **kwargs))
+
+
+def test_paper_layout_is_available_and_changes_the_model():
+    bare, wrapper = _bare_and_wrapped("llama", gate="none", placement="start", normalize_input=False,
+                                      token_scale="none")
+    ids = torch.randint(3, VOCAB, (2, 6))
+    inputs, batch = wrapper._prepare(ids, torch.ones_like(ids), None, None, None, None)
+    assert batch.soft_mask[:, :4].all() and (inputs["attention_mask"] == 1).all()
+    assert not torch.allclose(wrapper(input_ids=ids).logits, bare(input_ids=ids).logits, atol=1e-4)
+
+
+def test_gates_open_with_training_and_generators_then_learn():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    opt = torch.optim.AdamW(wrapper.param_groups())
+    ids, am, im, labels = copy_task(8, 0)
+    for _ in range(3):
+        loss = wrapper(input_ids=ids, attention_mask=am, instruction_mask=im, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    adapter = wrapper.adapters["default"]
+    assert adapter.gates.abs().max() > 0
+    assert adapter.generators[0].down.weight.grad.abs().max() > 0
+
+
+def test_share_projections_option(tmp_path):
+    wrapper = IAPTModel(tiny_llama(layers=3), bottleneck=8, share_projections=True)
+    adapter = wrapper.adapters["default"]
+    assert adapter.generators[2].down is adapter.generators[0].down
+    separate = IAPTModel(tiny_llama(layers=3), bottleneck=8)
+    count = lambda w: sum(p.numel() for p in w.trainable_parameters())  # noqa: E731
+    per_layer_proj = 32 * 8 + 8 + 8 * 32 + 32
+    assert count(separate) - count(wrapper) == 2 * per_layer_proj
+    perturb(adapter, 3)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    expected = wrapper(input_ids=ids).logits
+    wrapper.save_adapter(tmp_path / "shared")
+    loaded = IAPTModel.from_pretrained(tiny_llama(layers=3), tmp_path / "shared")
+    assert loaded.adapters["default"].generators[1].up is loaded.adapters["default"].generators[0].up
+    torch.testing.assert_close(loaded(input_ids=ids).logits, expected)
+
+
+# ---- optimisation defaults -----------------------------------------------------------------------
+
+def test_param_groups_default_learning_rates():
+    from fastprompt.methods.iapt import DEFAULT_LR, GATE_LR_SCALE
+
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    wrapper.add_adapter("b")
+    groups = wrapper.param_groups()
+    assert [g["lr"] for g in groups] == [DEFAULT_LR, GATE_LR_SCALE * DEFAULT_LR]
+    params = [p for g in groups for p in g["params"]]
+    assert len(params) == len(wrapper.trainable_parameters())
+    assert {id(p) for p in params} == {id(p) for p in wrapper.trainable_parameters()}
+    only_b = wrapper.param_groups(lr=1e-4, adapter_name="b")
+    assert only_b[0]["lr"] == 1e-4 and only_b[1]["lr"] == GATE_LR_SCALE * 1e-4
+    assert sum(len(g["params"]) for g in only_b) == len(params) // 2
+    torch.optim.AdamW(wrapper.param_groups())  # just works
+
+
+# ---- instruction masks, warnings and errors --------------------------------------------------------
+
+def test_instruction_mask_from_labels_and_label_padding_values():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    perturb(wrapper.adapters["default"], 2)
+    ids, am, im, labels = copy_task(4, 0)
+    explicit = wrapper(input_ids=ids, attention_mask=am, instruction_mask=im, labels=labels)
+    inferred = wrapper(input_ids=ids, attention_mask=am, labels=labels)  # -100 labels = the prompt
+    torch.testing.assert_close(inferred.loss, explicit.loss)
+    # an integer mask padded like labels (-100) is accepted: -100 counts as False
+    padded = im.long().masked_fill(~im, -100)
+    torch.testing.assert_close(wrapper(input_ids=ids, attention_mask=am, instruction_mask=padded,
+                                       labels=labels).loss, explicit.loss)
+
+
+def test_warning_when_labels_cover_everything_and_no_instruction_mask():
+    import fastprompt.methods.iapt as iapt_module
+
+    iapt_module._WARNED.clear()
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    with pytest.warns(UserWarning, match="instruction_mask"):
+        wrapper(input_ids=ids, labels=ids)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wrapper(input_ids=ids, labels=ids)  # once only
+
+
+def test_errors_in_the_users_terms(tmp_path):
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    with pytest.raises(ValueError, match=r"labels: expected shape \(2, 6\)"):
+        wrapper(input_ids=ids, labels=ids[:, 1:])
+    with pytest.raises(ValueError, match="labels: expected one row per input row"):
+        wrapper(input_ids=ids, labels=ids[:1])
+    with pytest.raises(ValueError, match="instruction_mask: rows \\[1\\]"):
+        mask = torch.ones_like(ids, dtype=torch.bool)
+        mask[1] = False
+        wrapper(input_ids=ids, instruction_mask=mask)
+    for call in (lambda: IAPTModel.from_pretrained(tiny_llama(), tmp_path / "nowhere"),
+                 lambda: wrapper.load_adapter(tmp_path / "nowhere")):
+        with pytest.raises(ValueError, match="directory: no adapter folder") as info:
+            call()
+        assert isinstance(info.value, FileNotFoundError)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="missing iapt_config.json"):
+        wrapper.load_adapter(tmp_path / "empty")
+    with pytest.raises(ValueError, match="placement"):
+        IAPTModel(tiny_llama(), placement="middle")
+
+
+def test_warnings_fp16_on_cpu_and_right_padded_generate():
+    import fastprompt.methods.iapt as iapt_module
+
+    iapt_module._WARNED.clear()
+    with pytest.warns(UserWarning, match="float16 on the CPU"):
+        IAPTModel(tiny_llama().half(), bottleneck=8)
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    am = torch.ones_like(ids)
+    am[0, -2:] = 0
+    with pytest.warns(UserWarning, match="right-padded"):
+        wrapper.generate(input_ids=ids, attention_mask=am, max_new_tokens=2, do_sample=False, pad_token_id=0)
+
+
+# ---- generate ------------------------------------------------------------------------------------
+
+def test_generate_dict_output_and_max_length_counts_the_callers_tokens():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    perturb(wrapper.adapters["default"], 3)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    out = wrapper.generate(input_ids=ids, max_new_tokens=4, do_sample=False, pad_token_id=0,
+                           return_dict_in_generate=True, output_scores=True)
+    assert out.sequences.shape == (2, 10) and torch.equal(out.sequences[:, :6], ids)
+    assert len(out.scores) == 4
+    by_length = wrapper.generate(input_ids=ids, max_length=9, do_sample=False, pad_token_id=0)
+    assert by_length.shape == (2, 9)
+    torch.testing.assert_close(by_length, out.sequences[:, :9])
+
+
+# ---- BERT family -----------------------------------------------------------------------------------
+
+def test_bert_modules_to_save_train_and_round_trip(tmp_path):
+    model = tiny_bert(num_labels=2)
+    head_before = model.classifier.weight.clone()
+    wrapper = IAPTModel(model, bottleneck=8, modules_to_save=["classifier"])
+    names = {id(p) for p in wrapper.trainable_parameters()}
+    saved = wrapper.adapters["default"].saved_modules["classifier"]
+    assert all(id(p) in names for p in saved.parameters())
+    opt = torch.optim.AdamW(wrapper.param_groups(lr=1e-2))
+    ids = torch.randint(3, VOCAB, (8, 6))
+    ids[:, 0] = 1
+    labels = torch.randint(0, 2, (8,))
+    for _ in range(3):
+        loss = wrapper(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert not torch.equal(saved.weight, head_before)
+    assert torch.equal(model.classifier.original.weight, head_before)  # the backbone's own head stays frozen
+    wrapper.eval()
+    expected = wrapper(input_ids=ids).logits
+    wrapper.save_adapter(tmp_path / "cls")
+    loaded = IAPTModel.from_pretrained(tiny_bert(num_labels=2), tmp_path / "cls")
+    torch.testing.assert_close(loaded(input_ids=ids).logits, expected)
+
+
+def test_bert_base_model_per_token_outputs_without_reserved_positions():
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=128)
+    bare = transformers.BertModel(cfg).eval()
+    wrapper = IAPTModel(transformers.BertModel(cfg).eval(), bottleneck=8)
+    wrapper.base_model.load_state_dict(bare.state_dict())
+    ids = torch.randint(3, VOCAB, (2, 7))
+    out = wrapper(input_ids=ids, output_hidden_states=True)
+    want = bare(input_ids=ids, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 7, 32)
+    assert len(out.hidden_states) == 3 and all(h.shape == (2, 7, 32) for h in out.hidden_states)
+    torch.testing.assert_close(out.last_hidden_state, want.last_hidden_state, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.pooler_output, want.pooler_output, rtol=1e-5, atol=1e-5)
+
+
+# ---- Trainer -----------------------------------------------------------------------------------------
+
+def _trainer_args(tmp_path, max_steps, **extra):
+    import inspect
+
+    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=max_steps, learning_rate=1e-2,
+                  report_to=[], save_strategy="steps", save_steps=2, logging_steps=1, lr_scheduler_type="linear",
+                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True, seed=0, data_seed=0,
+                  dataloader_num_workers=0, **extra)
+    params = inspect.signature(transformers.TrainingArguments).parameters
+    return transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def test_trainer_resume_from_checkpoint_ends_where_an_uninterrupted_run_does(tmp_path):
+    from fastprompt.methods import IAPTTrainer
+
+    ids, am, im, labels = copy_task(16, 0)
+    rows = [{"input_ids": ids[i], "attention_mask": am[i], "labels": labels[i]} for i in range(16)]
+
+    class StopAt(transformers.TrainerCallback):  # an interruption after `step` steps
+        def __init__(self, step):
+            self.step = step
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= self.step:
+                control.should_training_stop = True
+
+    def run(folder, max_steps, resume=None, stop_at=None):
+        wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+        torch.manual_seed(1)
+        perturb(wrapper.adapters["default"], 1)
+        trainer = IAPTTrainer(model=wrapper, args=_trainer_args(folder, max_steps), train_dataset=rows,
+                              callbacks=[StopAt(stop_at)] if stop_at else None)
+        trainer.train(resume_from_checkpoint=resume)
+        return wrapper, trainer
+
+    full, _ = run(tmp_path / "full", 4)
+    _, first = run(tmp_path / "part", 4, stop_at=2)
+    assert first.state.global_step == 2
+    assert (tmp_path / "part" / "checkpoint-2" / "optimizer.pt").is_file()
+    resumed, trainer = run(tmp_path / "part", 4, resume=str(tmp_path / "part" / "checkpoint-2"))
+    assert trainer.state.global_step == 4
+    for a, b in zip(full.trainable_parameters(), resumed.trainable_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # the optimizer of the resumed run carries state from the first two steps
+    assert trainer.optimizer.state_dict()["state"][0]["step"].item() == 4
+    with pytest.raises(ValueError, match="resume_from_checkpoint"):
+        run(tmp_path / "bad", 4, resume=str(tmp_path))
+
+
+def test_trainer_with_the_stock_seq2seq_collator(tmp_path):
+    """Instruction/response rows with -100 labels on the prompt need no instruction_mask, so
+    transformers' own DataCollatorForSeq2Seq pads them (left padding here, as for generation)."""
+    tokenizers = pytest.importorskip("tokenizers", reason="tokenizers builds the tiny word-level tokenizer")
+    from fastprompt.methods import IAPTTrainer
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "</s>": 2, **{f"w{i}": i for i in range(3, VOCAB)}}
+    core = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", eos_token="</s>",
+                                               unk_token="[UNK]", padding_side="left")
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for i in range(12):
+        prompt = torch.randint(3, 11, (3 + i % 3,), generator=gen).tolist()
+        answer = [prompt[0] + 20, 2]
+        rows.append({"input_ids": prompt + answer, "attention_mask": [1] * (len(prompt) + 2),
+                     "labels": [-100] * len(prompt) + answer})
+    collator = transformers.DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    batch = collator(rows[:4])
+    assert batch["input_ids"].shape == batch["labels"].shape
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    trainer = IAPTTrainer(model=wrapper, args=_trainer_args(tmp_path, 3), train_dataset=rows, data_collator=collator)
+    assert trainer.train().training_loss > 0
+
+
+def test_unload_restores_the_backbone():
+    bare = tiny_llama()
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, modules_to_save=["lm_head"])
+    perturb(wrapper.adapters["default"], 1)
+    model = wrapper.unload()
+    assert isinstance(model.lm_head, torch.nn.Linear)
+    ids = torch.randint(3, VOCAB, (2, 6))
+    torch.testing.assert_close(model(input_ids=ids).logits, bare(input_ids=ids).logits)
+    assert model.model.layers[0].self_attn.config is model.config
+
+
+def test_soft_tokens_match_the_reference_float64():
+    from fastprompt.reference import iapt_soft_tokens_ref
+
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8)
+    adapter = wrapper.adapters["default"].double()
+    perturb(adapter, 6)
+    hidden = torch.randn(3, 9, 32, dtype=torch.float64)
+    hidden[:, 0] *= 100  # a massive first position, as an attention sink
+    mask = torch.rand(3, 9) > 0.3
+    mask[2] = False
+    got = wrapper._generate_tokens(adapter, 1, hidden, mask)
+    want = iapt_soft_tokens_ref(adapter.generators[1], hidden, mask)
+    assert_close(got, want, torch.float64)
+
+
+def test_causal_lm_loss_counts_every_label_like_the_bare_model():
+    bare, wrapper = _bare_and_wrapped("llama")
+    ids = torch.randint(3, VOCAB, (2, 7))
+    # labels on every token: the second token's target is predicted from the first real token, not
+    # from a reserved position
+    torch.testing.assert_close(wrapper(input_ids=ids, labels=ids).loss, bare(input_ids=ids, labels=ids).loss,
+                               rtol=1e-5, atol=1e-5)

@@ -2,33 +2,56 @@
 
 Every transformer layer l of a frozen backbone gets its own :class:`IAPTPromptGenerator`. At the
 input of layer l the generator reads that layer's input hidden states of the instruction tokens
-and produces ``num_tokens`` soft tokens, which replace the hidden states of ``num_tokens``
-reserved positions before the layer runs. Only the generators train.
+and produces ``num_tokens`` soft tokens (4 by default). Only the generators (and, with the default
+``gate="attention"``, one gate per layer and attention head) train.
 
-Where the reserved positions sit. :class:`IAPTModel` inserts them itself, per row:
+Where the soft tokens go. :class:`IAPTModel` inserts ``num_tokens`` reserved positions per row
+(``placement``): by default right after the first real token (``"after_first"``), so the first
+position keeps the attention sink that trained decoders rely on, and ``[CLS]`` stays at position 0
+for BERT's pooler. Before every layer the hidden states of the reserved positions are replaced by
+that layer's soft tokens, so the layer computes their keys and values with its own weights.
 
-* decoders (LLaMA family, GPT-2): immediately before the first real token (after any left
-  padding), so the whole instruction and everything generated after it attend to them;
-* encoders (BERT family): immediately after the first real token, so ``[CLS]`` stays at
-  position 0 for the pooler.
+How they act (``gate``):
 
-Their attention-mask entries are 1, their labels -100. Outputs with a per-token axis (logits)
-come back with the reserved positions removed, aligned with the caller's ``input_ids``; so do the
-sequences returned by :meth:`IAPTModel.generate`. With a KV cache the soft tokens are computed
-once, at prefill; decoding steps reuse the cached keys and values.
+* ``"attention"`` (default): the reserved positions are masked out of the backbone's own attention
+  (the real tokens keep exactly the positions, masks and attention they have in the bare model),
+  and every attention layer adds a gated second attention over the soft tokens' keys and values:
+  ``out = attn(q, K, V) + g_{l,h} * softmax(q K_soft^T * scale) V_soft`` with one gate per layer
+  and head, initialised to 0. An untrained adapter therefore leaves the backbone's outputs exactly
+  as they are (one tenant or many); training opens the gates.
+* ``"none"``: the soft tokens are ordinary positions of the sequence that every later token
+  attends to in the same softmax (the paper's formulation). This changes the backbone from the
+  first call: measured on SmolLM2 it raises the loss several-fold at initialisation.
 
-Which tokens are the instruction: ``instruction_mask`` (B, T) bool; by default every real token
-(``attention_mask``). For causal-LM training on instruction + response, pass an instruction mask
-that excludes the response, otherwise the soft tokens see the answer.
+Generator inputs and outputs: the hidden states are RMS-normalised per token before the
+down-projection (``normalize_input``), so a massive activation such as the attention sink does not
+swamp the pooling, and the soft tokens are rescaled to the median RMS of the instruction tokens'
+hidden states of that layer (``token_scale="hidden_rms"``), so their keys and values are of the
+size the layer is used to. ``share_projections=True`` shares the down- and up-projections across
+layers (pooling queries and the rational activation stay per layer).
+
+Which tokens are the instruction: ``instruction_mask`` (B, T) (bool, or 0/1 integers; -100, the
+label padding value, counts as False). Without it, when per-token ``labels`` are given, the
+instruction is every real token whose label is -100 (the prompt of an instruction/response pair);
+otherwise every real token (``attention_mask``).
+
+Outputs with a per-token axis (logits, ``last_hidden_state``, ``hidden_states``) come back with the
+reserved positions removed, aligned with the caller's ``input_ids``; so do the sequences returned
+by :meth:`IAPTModel.generate`. With a KV cache the soft tokens are computed once, at prefill;
+decoding steps reuse the cached keys and values.
 
 Several adapters can share the backbone (multi-tenant serving): ``tenant_ids`` names, per row,
 the adapter that serves it, in :meth:`IAPTModel.forward` and :meth:`IAPTModel.generate`.
 """
+import copy
 import json
 import math
+import sys
+import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -37,6 +60,15 @@ from fastprompt.nn.iapt import IAPTPromptGenerator
 
 CONFIG_NAME = "iapt_config.json"
 WEIGHTS_NAME = "iapt_generators.safetensors"
+
+# Default AdamW learning rate of the generators (see IAPTModel.param_groups); the gates use
+# GATE_LR_SCALE times it.
+DEFAULT_LR = 1e-3
+GATE_LR_SCALE = 10.0
+
+PLACEMENTS = ("after_first", "start", "after_instruction")
+GATES = ("attention", "none")
+TOKEN_SCALES = ("hidden_rms", "none")
 
 # Attribute paths (from the wrapped model) of the layer stacks IAPT knows, and their kind.
 LAYER_PATHS = (
@@ -48,21 +80,51 @@ LAYER_PATHS = (
     ("roberta.encoder.layer", "encoder"),
     ("encoder.layer", "encoder"),         # BertModel, RobertaModel
 )
+# Attribute paths (from one layer) of its self-attention module.
+ATTENTION_PATHS = ("self_attn", "attn", "attention.self")
+
+
+class AdapterNotFoundError(FileNotFoundError, ValueError):
+    """An adapter folder or one of its files is missing (both a FileNotFoundError and a ValueError)."""
 
 
 @dataclass
 class IAPTConfig:
-    """Hyper-parameters of one IAPT adapter (the backbone fields are filled in from the model)."""
+    """Hyper-parameters of one IAPT adapter (the backbone fields are filled in from the model).
+
+    num_tokens: soft tokens per layer (4 in the paper); bottleneck: width r of each generator;
+    rational_degrees / rational_form / rational_init: the learnable activation of each layer;
+    placement: where the reserved positions sit ("after_first", "start", "after_instruction");
+    gate: "attention" (zero-initialised gated attention over the soft tokens) or "none";
+    normalize_input: RMS-normalise the generator's input hidden states per token;
+    token_scale: "hidden_rms" (soft tokens rescaled to the median RMS of the instruction's hidden
+    states at that layer) or "none"; share_projections: one down- and up-projection for all layers;
+    modules_to_save: backbone submodules (e.g. "classifier") trained and saved with the adapter.
+    """
 
     num_tokens: int = 4
     bottleneck: int = 32
     rational_degrees: List[int] = field(default_factory=lambda: [5, 4])
     rational_form: str = "A"
     rational_init: str = "gelu"
+    placement: str = "after_first"
+    gate: str = "attention"
+    normalize_input: bool = True
+    token_scale: str = "hidden_rms"
+    share_projections: bool = False
+    modules_to_save: List[str] = field(default_factory=list)
     # backbone the adapter belongs to
     model_type: str = ""
     num_layers: int = 0
     d_model: int = 0
+    num_heads: int = 0
+
+    def __post_init__(self):
+        for name, allowed in (("placement", PLACEMENTS), ("gate", GATES), ("token_scale", TOKEN_SCALES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
+        self.modules_to_save = list(self.modules_to_save or [])
+        self.rational_degrees = list(self.rational_degrees)
 
     def to_dict(self) -> dict:
         return {"method": "iapt", **asdict(self)}
@@ -76,11 +138,17 @@ class IAPTConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config: unknown IAPT config fields {unknown}")
+        if "gate" not in data:  # written before gates existed: the original replacement at the start
+            data.update(placement="start", gate="none", normalize_input=False, token_scale="none")
         return cls(**data)
+
+    def hyper_parameters(self) -> dict:
+        """The fields that do not describe the backbone."""
+        return {k: v for k, v in asdict(self).items() if k not in ("model_type", "num_layers", "d_model", "num_heads")}
 
 
 class IAPTAdapter(nn.Module):
-    """The per-layer generators of one trained IAPT adapter."""
+    """The per-layer generators (and gates) of one IAPT adapter."""
 
     def __init__(self, config: IAPTConfig, device=None):
         super().__init__()
@@ -92,11 +160,31 @@ class IAPTAdapter(nn.Module):
                                 rational_init=config.rational_init, device=device)
             for _ in range(config.num_layers)
         ])
-        with torch.no_grad():  # start with small soft tokens: a gentle change of the backbone
-            for g in self.generators:
-                g.up.weight.mul_(0.1)
-                if g.up.bias is not None:
-                    g.up.bias.zero_()
+        if config.share_projections:
+            for g in self.generators[1:]:
+                g.down = self.generators[0].down
+                g.up = self.generators[0].up
+        if config.gate == "attention":
+            self.gates = nn.Parameter(torch.zeros(config.num_layers, max(config.num_heads, 1), device=device))
+        else:
+            self.gates = None
+        if config.token_scale == "none":  # unscaled soft tokens: start small
+            with torch.no_grad():
+                for g in self.generators[:1] if config.share_projections else self.generators:
+                    g.up.weight.mul_(0.1)
+                    if g.up.bias is not None:
+                        g.up.bias.zero_()
+        self.saved_modules = nn.ModuleDict()  # modules_to_save, keyed by path with "." -> "__"
+
+    def adapter_state_dict(self) -> Dict[str, torch.Tensor]:
+        """State dict without the duplicate names of shared projections."""
+        seen, state = set(), {}
+        for name, tensor in self.state_dict(keep_vars=True).items():
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            state[name] = tensor.detach()
+        return state
 
 
 def _resolve(model: nn.Module, path: str):
@@ -106,6 +194,11 @@ def _resolve(model: nn.Module, path: str):
         if obj is None:
             return None
     return obj
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(_resolve(model, parent) if parent else model, name, module)
 
 
 def find_layers(model: nn.Module):
@@ -120,16 +213,140 @@ def find_layers(model: nn.Module):
         "and BERT-family encoders")
 
 
-class _Batch:
-    """Per-call state the layer hooks read: where the reserved positions are, which tokens are
-    the instruction, and which rows each adapter serves."""
+# ---- the gated attention over the soft tokens --------------------------------------------------
 
-    def __init__(self, soft_mask, soft_index, instruction_mask, groups):
+ATTENTION_NAME = "fastprompt_iapt"
+BATCH_KWARG = "fastprompt_iapt_batch"
+
+
+def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs):
+    """An attention implementation for transformers' AttentionInterface: the backbone's own
+    implementation, plus the gated attention over the soft tokens while an IAPT call is active."""
+    layer_index, inner_name, owners = module._fastprompt_iapt
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    default = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
+    if inner_name == "eager" or default is None:
+        inner = default
+    else:
+        inner = ALL_ATTENTION_FUNCTIONS.get_interface(inner_name, default)
+    # the layer hook passes the call's state down (so that a gradient-checkpointing recomputation
+    # sees it too); otherwise look for the IAPT model wrapping this backbone that is inside a call
+    batch = kwargs.pop(BATCH_KWARG, None)
+    if batch is None:
+        for ref in owners:
+            owner = ref()
+            if owner is not None and owner._batch is not None:
+                batch = owner._batch
+                break
+    out, weights = inner(module, query, key, value, attention_mask, *args, **kwargs)
+    if batch is None or batch.gates is None:
+        return out, weights
+    gate = batch.gates[layer_index]  # (B, H) or (H,)
+    b, h, tq, dh = query.shape
+    idx = batch.soft_positions  # (B, K)
+    k_soft = key.gather(2, idx[:, None, :, None].expand(b, key.shape[1], idx.shape[1], key.shape[-1]))
+    v_soft = value.gather(2, idx[:, None, :, None].expand(b, value.shape[1], idx.shape[1], value.shape[-1]))
+    if k_soft.shape[1] != h:  # grouped-query attention
+        k_soft = k_soft.repeat_interleave(h // k_soft.shape[1], dim=1)
+        v_soft = v_soft.repeat_interleave(h // v_soft.shape[1], dim=1)
+    scaling = kwargs.get("scaling")
+    if scaling is None:
+        scaling = getattr(module, "scaling", None) or dh ** -0.5
+    scores = torch.matmul(query, k_soft.transpose(-1, -2)).float() * scaling
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    dropout = kwargs.get("dropout", 0.0)
+    if dropout and module.training:
+        probs = nn.functional.dropout(probs, p=dropout)
+    soft = torch.matmul(probs, v_soft)  # (B, H, Tq, dh)
+    if tq == batch.length:
+        sees = batch.sees_soft
+    elif tq > batch.length:  # no cache, generated tokens appended
+        sees = nn.functional.pad(batch.sees_soft, (0, tq - batch.length), value=True)
+    else:  # a decoding step
+        sees = None
+    g = gate.to(soft.dtype)
+    g = g.view(1, h, 1, 1) if g.dim() == 1 else g.view(b, h, 1, 1)
+    soft = soft * g
+    if sees is not None:
+        soft = soft * sees[:, None, :, None].to(soft.dtype)
+    return out + soft.transpose(1, 2).to(out.dtype), weights
+
+
+def _register_attention():
+    from transformers.modeling_utils import AttentionInterface
+
+    if ATTENTION_NAME not in AttentionInterface._global_mapping:
+        AttentionInterface.register(ATTENTION_NAME, _gated_attention)
+
+
+class _SavedModule(nn.Module):
+    """Stands in the backbone for a module of ``modules_to_save``: during an IAPT call it runs the
+    serving adapter's trained copy, otherwise the original (frozen) module."""
+
+    def __init__(self, original: nn.Module, owner, path: str):
+        super().__init__()
+        self.original = original
+        self._owners = [owner]  # weak references to the IAPT models wrapping this backbone
+        self.key = path.replace(".", "__")
+
+    def add_owner(self, owner) -> None:
+        self._owners = [r for r in self._owners if r() is not None and r() is not owner()] + [owner]
+
+    def forward(self, *args, **kwargs):
+        for ref in self._owners:
+            owner = ref()
+            batch = owner._batch if owner is not None else None
+            if batch is not None:
+                modules = owner.adapters[batch.groups[0][0]].saved_modules
+                if self.key in modules:
+                    return modules[self.key](*args, **kwargs)
+                break
+        return self.original(*args, **kwargs)
+
+
+class _Batch:
+    """Per-call state the layer hooks and the attention read."""
+
+    def __init__(self, soft_mask, soft_index, soft_positions, sees_soft, instruction_mask, groups, gates):
         self.soft_mask = soft_mask                # (B, L) bool, the reserved positions
         self.soft_index = soft_index              # (B, L) long, soft token 0..K-1 at each position
+        self.soft_positions = soft_positions      # (B, K) long, index of each reserved position
+        self.sees_soft = sees_soft                # (B, L) bool, queries that attend to the soft tokens
         self.instruction_mask = instruction_mask  # (B, L) bool
         self.groups = groups                      # [(adapter name, rows LongTensor or None)]
+        self.gates = gates                        # None or a function layer -> (B, H) / (H,) gate
         self.length = soft_mask.shape[1]
+
+
+class _Gates:
+    """Indexable by layer: the gate of each row's adapter."""
+
+    def __init__(self, adapters, groups, batch: int, device):
+        self.adapters, self.groups, self.batch, self.device = adapters, groups, batch, device
+        if len(groups) == 1:
+            self.single = adapters[groups[0][0]].gates
+        else:
+            self.single = None
+            self.table = torch.stack([adapters[name].gates for name, _ in groups])  # (A, layers, H)
+            row_adapter = torch.empty(batch, dtype=torch.long, device=device)
+            for i, (_, rows) in enumerate(groups):
+                row_adapter[rows] = i
+            self.row_adapter = row_adapter
+
+    def __getitem__(self, layer):
+        if self.single is not None:
+            return self.single[layer]
+        return self.table[:, layer].index_select(0, self.row_adapter)
+
+
+_WARNED = set()
+
+
+def _warn_once(key, message, category=UserWarning):
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, category, stacklevel=3)
 
 
 class IAPTModel(nn.Module):
@@ -141,8 +358,9 @@ class IAPTModel(nn.Module):
         config: an :class:`IAPTConfig`; keyword arguments override its fields.
         adapter_name: name of the first adapter.
 
-    Call it like the wrapped model, with the extra arguments ``instruction_mask`` (B, T) bool
-    and ``tenant_ids`` (a sequence of adapter names, or of indices into :attr:`adapter_names`).
+    Call it like the wrapped model, with the extra arguments ``instruction_mask`` (B, T) and
+    ``tenant_ids`` (a sequence of adapter names, or of indices into :attr:`adapter_names`).
+    Train with ``torch.optim.AdamW(model.param_groups())`` (learning rate :data:`DEFAULT_LR`).
     """
 
     def __init__(self, model: nn.Module, config: Optional[IAPTConfig] = None, adapter_name: str = "default",
@@ -152,19 +370,59 @@ class IAPTModel(nn.Module):
         self.base_model = model
         self.kind, self.layer_path = kind, path
         self.num_layers = len(layers)
-        hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd", None)
+        cfg = model.config
+        hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None)
         if not hidden:
             raise ValueError("model: its config has no hidden_size")
         self.d_model = int(hidden)
-        self.model_type = str(getattr(model.config, "model_type", ""))
+        self.num_heads = int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 0) or 0)
+        self.model_type = str(getattr(cfg, "model_type", ""))
         for p in model.parameters():
             p.requires_grad_(False)
+        params = list(model.parameters())
+        if params and params[0].device.type == "cpu" and any(p.dtype == torch.float16 for p in params):
+            _warn_once(("fp16cpu", id(model)), "model: the backbone is float16 on the CPU, where float16 matrix "
+                       "products are many times slower than float32 (or bfloat16); convert it with "
+                       "model.float() for CPU training")
         self.adapters = nn.ModuleDict()
         self.active_adapter = adapter_name
         self._batch: Optional[_Batch] = None
         self._hooks = [layer.register_forward_pre_hook(self._make_hook(i), with_kwargs=True)
                        for i, layer in enumerate(layers)]
+        self._install_attention(layers)
         self.add_adapter(adapter_name, config, **config_kwargs)
+
+    def _install_attention(self, layers) -> None:
+        """Route every layer's self-attention through :func:`_gated_attention` (which calls the
+        backbone's own attention implementation first)."""
+        self._attention_ok = False
+        try:
+            _register_attention()
+        except ImportError:
+            return
+        modules = []
+        for layer in layers:
+            attn = None
+            for p in ATTENTION_PATHS:
+                attn = _resolve(layer, p)
+                if attn is not None and getattr(attn, "config", None) is not None:
+                    break
+                attn = None
+            if attn is None:
+                return
+            modules.append(attn)
+        owner = weakref.ref(self)
+        for i, attn in enumerate(modules):
+            link = getattr(attn, "_fastprompt_iapt", None)
+            if link is not None:  # this backbone was wrapped before: one more IAPT model on it
+                link[2][:] = [r for r in link[2] if r() is not None] + [owner]
+                continue
+            inner = attn.config._attn_implementation or "eager"
+            attn._fastprompt_iapt = (i, inner, [owner])
+            local = copy.copy(attn.config)  # this module only: the model's own config (masks) is untouched
+            local._attn_implementation_internal = ATTENTION_NAME
+            attn.config = local
+        self._attention_ok = True
 
     # ---- adapters ----------------------------------------------------------------------------
     @property
@@ -180,20 +438,57 @@ class IAPTModel(nn.Module):
     def num_tokens(self) -> int:
         return self.adapters[self.active_adapter].config.num_tokens
 
+    @property
+    def adapter_config(self) -> IAPTConfig:
+        return self.adapters[self.active_adapter].config
+
     def _backbone_fields(self) -> dict:
-        return {"model_type": self.model_type, "num_layers": self.num_layers, "d_model": self.d_model}
+        return {"model_type": self.model_type, "num_layers": self.num_layers, "d_model": self.d_model,
+                "num_heads": self.num_heads}
+
+    def _check_compatible(self, cfg: IAPTConfig, where: str) -> None:
+        if not self.adapters:
+            return
+        first = self.adapters[self.active_adapter].config
+        if cfg.num_tokens != first.num_tokens:
+            raise ValueError(f"num_tokens: every adapter on one backbone must use the same number of soft "
+                             f"tokens ({first.num_tokens}), got {cfg.num_tokens}{where}")
+        for name in ("placement", "gate"):
+            if getattr(cfg, name) != getattr(first, name):
+                raise ValueError(f"{name}: every adapter on one backbone must use the same {name} "
+                                 f"({getattr(first, name)!r}), got {getattr(cfg, name)!r}{where}")
 
     def add_adapter(self, name: str, config: Optional[IAPTConfig] = None, **config_kwargs) -> IAPTAdapter:
         """Add a freshly initialised adapter (on the backbone's device, float32)."""
         if name in self.adapters:
             raise ValueError(f"adapter_name: an adapter named {name!r} exists already")
-        cfg = IAPTConfig(**{**(asdict(config) if config else {}), **config_kwargs, **self._backbone_fields()})
-        if self.adapters and cfg.num_tokens != self.num_tokens:
-            raise ValueError(f"num_tokens: every adapter on one backbone must use the same number of soft "
-                             f"tokens ({self.num_tokens}), got {cfg.num_tokens}")
+        base = config.hyper_parameters() if config else {}
+        cfg = IAPTConfig(**{**base, **config_kwargs, **self._backbone_fields()})
+        self._check_compatible(cfg, "")
+        adapter = self._build_adapter(cfg)
+        self.adapters[name] = adapter
+        return adapter
+
+    def _build_adapter(self, cfg: IAPTConfig) -> IAPTAdapter:
+        if cfg.gate == "attention" and not self._attention_ok:
+            raise ValueError("gate: this backbone's attention could not be wrapped for the gated soft-token "
+                             "attention; use gate='none'")
         device = next(self.base_model.parameters()).device
-        self.adapters[name] = IAPTAdapter(cfg, device=device)
-        return self.adapters[name]
+        adapter = IAPTAdapter(cfg, device=device)
+        for path in cfg.modules_to_save:
+            module = _resolve(self.base_model, path)
+            if module is None or not isinstance(module, nn.Module):
+                raise ValueError(f"modules_to_save: the model has no submodule {path!r}")
+            if not isinstance(module, _SavedModule):
+                module = _SavedModule(module, weakref.ref(self), path)
+                _set_submodule(self.base_model, path, module)
+            else:
+                module.add_owner(weakref.ref(self))
+            saved = copy.deepcopy(module.original)
+            for p in saved.parameters():
+                p.requires_grad_(True)
+            adapter.saved_modules[module.key] = saved
+        return adapter
 
     def set_active_adapter(self, name: str) -> None:
         self._check_adapter(name)
@@ -204,7 +499,8 @@ class IAPTModel(nn.Module):
             raise ValueError(f"tenant_ids: unknown adapter {name!r}; known adapters: {self.adapter_names}")
 
     def save_adapter(self, directory: Union[str, Path], adapter_name: Optional[str] = None) -> None:
-        """Write one adapter: ``iapt_config.json`` and ``iapt_generators.safetensors``."""
+        """Write one adapter: ``iapt_config.json`` and ``iapt_generators.safetensors`` (generators,
+        gates and any modules_to_save)."""
         from safetensors.torch import save_file
 
         name = adapter_name or self.active_adapter
@@ -213,45 +509,100 @@ class IAPTModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_NAME).write_text(json.dumps(adapter.config.to_dict(), indent=2))
-        state = {k: v.detach().contiguous().cpu() for k, v in adapter.generators.state_dict().items()}
+        state = {k: v.contiguous().cpu() for k, v in adapter.adapter_state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "method": "iapt"})
 
     save_pretrained = save_adapter
 
+    @staticmethod
+    def _read_config(directory: Union[str, Path], argument: str = "directory") -> IAPTConfig:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise AdapterNotFoundError(f"{argument}: no adapter folder at {str(directory)!r} (it does not exist; "
+                                       f"an IAPT adapter folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
+        if missing:
+            raise AdapterNotFoundError(f"{argument}: {str(directory)!r} is not an IAPT adapter folder: expected "
+                                       f"{CONFIG_NAME} and {WEIGHTS_NAME}, missing {', '.join(missing)}")
+        try:
+            return IAPTConfig.from_dict(json.loads(config_path.read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{argument}: {config_path} is not valid JSON ({err})") from None
+
     def load_adapter(self, directory: Union[str, Path], adapter_name: str = "default") -> IAPTAdapter:
         """Load an adapter written by :meth:`save_adapter` (replacing one of the same name).
 
-        Raises ValueError when the adapter was trained for a different backbone."""
+        Raises AdapterNotFoundError (a FileNotFoundError and ValueError) for a missing folder or
+        file, and ValueError when the adapter was trained for a different backbone."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        if not config_path.is_file() or not weights_path.is_file():
-            raise FileNotFoundError(f"directory: expected {CONFIG_NAME} and {WEIGHTS_NAME} in {directory}")
-        cfg = IAPTConfig.from_dict(json.loads(config_path.read_text()))
+        cfg = self._read_config(directory)
         mine = self._backbone_fields()
         if cfg.num_layers != mine["num_layers"] or cfg.d_model != mine["d_model"]:
             raise ValueError(
                 f"adapter in {directory} was trained for a backbone with {cfg.num_layers} layers and hidden "
                 f"size {cfg.d_model} (model_type {cfg.model_type!r}); this model has {mine['num_layers']} "
                 f"layers and hidden size {mine['d_model']} (model_type {mine['model_type']!r})")
-        if self.adapters and adapter_name not in self.adapters and cfg.num_tokens != self.num_tokens:
-            raise ValueError(f"adapter in {directory} uses {cfg.num_tokens} soft tokens; the adapters on this "
-                             f"model use {self.num_tokens}")
+        if not cfg.num_heads:
+            cfg.num_heads = self.num_heads
+        others = {n: a for n, a in self.adapters.items() if n != adapter_name}
+        if others:
+            saved_active = self.active_adapter
+            self.active_adapter = next(iter(others))
+            try:
+                self._check_compatible(cfg, f" (adapter in {directory})")
+            finally:
+                self.active_adapter = saved_active
         device = next(self.base_model.parameters()).device
-        adapter = IAPTAdapter(cfg, device=device)
-        adapter.generators.load_state_dict(load_file(str(weights_path), device=str(device)))
+        adapter = self._build_adapter(cfg)
+        state = load_file(str(directory / WEIGHTS_NAME), device=str(device))
+        result = adapter.load_state_dict(state, strict=False)
+        expected_missing = set(adapter.state_dict()) - set(adapter.adapter_state_dict())
+        missing = sorted(set(result.missing_keys) - expected_missing)
+        if missing or result.unexpected_keys:
+            raise ValueError(f"directory: the weights in {directory / WEIGHTS_NAME} do not match its config "
+                             f"(missing {missing[:4]}, unexpected {sorted(result.unexpected_keys)[:4]})")
         self.adapters[adapter_name] = adapter
+        if adapter_name == self.active_adapter or len(self.adapters) == 1:
+            self.active_adapter = adapter_name
         return adapter
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, directory: Union[str, Path], adapter_name: str = "default") -> "IAPTModel":
-        cfg = IAPTConfig.from_dict(json.loads((Path(directory) / CONFIG_NAME).read_text()))
-        wrapper = cls(model, IAPTConfig(num_tokens=cfg.num_tokens, bottleneck=cfg.bottleneck,
-                                        rational_degrees=cfg.rational_degrees, rational_form=cfg.rational_form,
-                                        rational_init=cfg.rational_init), adapter_name=adapter_name)
+        """Wrap ``model`` and load the adapter saved in ``directory``."""
+        cfg = cls._read_config(directory)
+        wrapper = cls(model, IAPTConfig(**cfg.hyper_parameters()), adapter_name=adapter_name)
         wrapper.load_adapter(directory, adapter_name)
         return wrapper
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def trainable_parameters(self):
+        return [p for p in self.adapters.parameters() if p.requires_grad]
+
+    def param_groups(self, lr: Optional[float] = None, gate_lr: Optional[float] = None,
+                     weight_decay: float = 0.0, adapter_name: Optional[str] = None):
+        """Optimizer parameter groups: generators (and modules_to_save) at ``lr`` (default
+        :data:`DEFAULT_LR`), gates at ``gate_lr`` (default ``GATE_LR_SCALE * lr``), no weight decay
+        by default. ``torch.optim.AdamW(model.param_groups())`` trains every adapter (or only
+        ``adapter_name``)."""
+        lr = DEFAULT_LR if lr is None else float(lr)
+        gate_lr = GATE_LR_SCALE * lr if gate_lr is None else float(gate_lr)
+        names = [adapter_name] if adapter_name else self.adapter_names
+        main, gates = [], []
+        for name in names:
+            self._check_adapter(name)
+            adapter = self.adapters[name]
+            gate = adapter.gates
+            for p in adapter.parameters():
+                if not p.requires_grad:
+                    continue
+                (gates if p is gate else main).append(p)
+        groups = [{"params": main, "lr": lr, "weight_decay": weight_decay, "name": "iapt_generators"}]
+        if gates:
+            groups.append({"params": gates, "lr": gate_lr, "weight_decay": 0.0, "name": "iapt_gates"})
+        return groups
 
     # ---- inputs ------------------------------------------------------------------------------
     def _tenant_groups(self, tenant_ids, batch: int, device):
@@ -259,6 +610,8 @@ class IAPTModel(nn.Module):
             return [(self.active_adapter, None)]
         if isinstance(tenant_ids, torch.Tensor):
             tenant_ids = tenant_ids.tolist()
+        if isinstance(tenant_ids, str):
+            tenant_ids = [tenant_ids] * batch
         tenant_ids = list(tenant_ids)
         if len(tenant_ids) != batch:
             raise ValueError(f"tenant_ids: expected one tenant per row ({batch}), got {len(tenant_ids)}")
@@ -273,16 +626,28 @@ class IAPTModel(nn.Module):
             rows.setdefault(tenant, []).append(row)
         if len(rows) == 1:
             return [(next(iter(rows)), None)]
+        with_modules = [n for n in rows if self.adapters[n].config.modules_to_save]
+        if with_modules:
+            raise ValueError(f"tenant_ids: adapters with modules_to_save ({with_modules}) replace backbone "
+                             "modules and cannot share a batch with other adapters; run them separately")
         return [(name, torch.tensor(r, dtype=torch.long, device=device)) for name, r in rows.items()]
 
-    def _insert_positions(self, input_ids, attention_mask):
-        """Where the K reserved positions go: (start (B,), source index (B, L), soft mask (B, L),
-        soft index (B, L)) with L = T + K."""
+    def _insert_positions(self, input_ids, attention_mask, instruction):
+        """Where the K reserved positions go: (soft mask (B, L), source index (B, L), soft index
+        (B, L), start (B,)) with L = T + K."""
         batch, length = input_ids.shape
         k = self.num_tokens
         real = attention_mask.bool()
         first = real.int().argmax(dim=1)  # first real token (0 for a row without one)
-        start = first + 1 if self.kind == "encoder" else first
+        placement = self.adapter_config.placement
+        if placement == "start":
+            start = first
+        elif placement == "after_instruction":
+            cols = torch.arange(length, device=input_ids.device)
+            last = torch.where(instruction, cols, torch.full_like(cols, -1)).amax(dim=1)
+            start = torch.where(last >= 0, last + 1, first + 1)
+        else:
+            start = first + 1
         start = start.clamp(max=length)
         pos = torch.arange(length + k, device=input_ids.device).unsqueeze(0)
         rel = pos - start.unsqueeze(1)
@@ -290,10 +655,50 @@ class IAPTModel(nn.Module):
         # a reserved position copies the first real token (its id is never a padding id)
         source = torch.where(rel < 0, pos, torch.where(soft, first.unsqueeze(1), pos - k))
         source = source.clamp(max=max(length - 1, 0))
-        return soft, source, rel.clamp(0, k - 1)
+        return soft, source, rel.clamp(0, k - 1), start
 
-    def _prepare(self, input_ids, attention_mask, instruction_mask, labels, token_type_ids, tenant_ids):
-        if input_ids is None or input_ids.dim() != 2:
+    def _instruction(self, input_ids, attention_mask, instruction_mask, labels):
+        real = attention_mask.bool()
+        if instruction_mask is not None:
+            if instruction_mask.shape != input_ids.shape:
+                raise ValueError(f"instruction_mask: expected shape {tuple(input_ids.shape)} (that of input_ids), "
+                                 f"got {tuple(instruction_mask.shape)}")
+            im = instruction_mask if instruction_mask.dtype == torch.bool else (instruction_mask > 0)
+            im = im & real
+            empty = real.any(dim=1) & ~im.any(dim=1)
+            if bool(empty.any()):
+                rows = empty.nonzero().flatten().tolist()
+                raise ValueError(f"instruction_mask: rows {rows[:8]} mark no real token as instruction (all False); "
+                                 "mark the prompt tokens True, or pass instruction_mask=None to use every real token")
+            return im
+        if labels is not None and labels.shape == input_ids.shape and not labels.is_floating_point():
+            im = real & (labels == -100)
+            if bool((real.any(dim=1) & ~im.any(dim=1)).any()):
+                _warn_once(("nomask", id(self)),
+                           "instruction_mask: training with labels but without instruction_mask, and the labels "
+                           "supervise every token, so the soft tokens are generated from the whole input, answer "
+                           "included. Pass instruction_mask (True on the prompt), or set the prompt's labels to "
+                           "-100 (then the prompt is the instruction).")
+                return real
+            return im
+        return real
+
+    def _check_labels(self, labels, input_ids):
+        if labels is None:
+            return
+        batch, length = input_ids.shape
+        if labels.dim() == 0 or labels.shape[0] != batch:
+            raise ValueError(f"labels: expected one row per input row ({batch}), got shape {tuple(labels.shape)}")
+        if labels.dim() == 2 and not labels.is_floating_point() and labels.shape[1] != length:
+            raise ValueError(f"labels: expected shape {tuple(input_ids.shape)} (that of input_ids, -100 on tokens "
+                             f"without a target) for per-token labels, or ({batch},) for classification; got "
+                             f"{tuple(labels.shape)}")
+        if labels.dim() > 2:
+            raise ValueError(f"labels: expected shape {tuple(input_ids.shape)} or ({batch},), got {tuple(labels.shape)}")
+
+    def _prepare(self, input_ids, attention_mask, instruction_mask, labels, token_type_ids, tenant_ids,
+                 position_ids=None, generation=False):
+        if input_ids is None or not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
             raise ValueError("input_ids: expected a (batch, tokens) tensor")
         batch, length = input_ids.shape
         if length == 0:
@@ -302,28 +707,43 @@ class IAPTModel(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         if attention_mask.shape != input_ids.shape:
             raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
-        if instruction_mask is None:
-            instruction_mask = attention_mask.bool()
-        if instruction_mask.shape != input_ids.shape:
-            raise ValueError(f"instruction_mask: expected shape {tuple(input_ids.shape)} (that of input_ids), "
-                             f"got {tuple(instruction_mask.shape)}")
+        self._check_labels(labels, input_ids)
+        instruction = self._instruction(input_ids, attention_mask, instruction_mask, labels)
         groups = self._tenant_groups(tenant_ids, batch, input_ids.device)
-        soft, source, soft_index = self._insert_positions(input_ids, attention_mask)
+        soft, source, soft_index, start = self._insert_positions(input_ids, attention_mask, instruction)
+        gated = self.adapter_config.gate == "attention"
 
         def spread(t, fill=None):
             t = t.gather(1, source)
             return t if fill is None else torch.where(soft, torch.full_like(t, fill), t)
 
-        out = {
-            "input_ids": spread(input_ids),
-            "attention_mask": spread(attention_mask, 1),
-        }
+        out = {"input_ids": spread(input_ids),
+               # gated: the reserved positions are invisible to the backbone's own attention
+               "attention_mask": spread(attention_mask, 0 if gated else 1)}
         if token_type_ids is not None:
             out["token_type_ids"] = spread(token_type_ids)
         if labels is not None:
             out["labels"] = spread(labels, -100) if labels.shape == input_ids.shape else labels
-        instruction = spread(instruction_mask.bool() & attention_mask.bool(), False)
-        return out, _Batch(soft, soft_index, instruction, groups)
+        if gated:
+            # the real tokens keep the positions they have in the bare model
+            if position_ids is None:
+                if generation:
+                    position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+                else:
+                    position_ids = torch.arange(length, device=input_ids.device).expand(batch, length)
+            out["position_ids"] = spread(position_ids.expand(batch, length))
+        elif position_ids is not None:
+            out["position_ids"] = spread(position_ids.expand(batch, length))
+        positions = torch.arange(length + self.num_tokens, device=input_ids.device).unsqueeze(0)
+        if self.kind == "decoder":
+            sees = positions >= start.unsqueeze(1) + self.num_tokens
+        else:
+            sees = torch.ones_like(soft)
+        sees = sees & ~soft & spread(attention_mask.bool(), False)
+        soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
+        instruction = spread(instruction, False)
+        gates = _Gates(self.adapters, groups, batch, input_ids.device) if gated else None
+        return out, _Batch(soft, soft_index, soft_positions, sees, instruction, groups, gates)
 
     # ---- the per-layer replacement -----------------------------------------------------------
     def _make_hook(self, layer_index: int):
@@ -332,18 +752,36 @@ class IAPTModel(nn.Module):
             if batch is None:
                 return None
             hidden = args[0] if args else kwargs["hidden_states"]
+            kwargs = dict(kwargs)
+            if batch.gates is not None:
+                kwargs[BATCH_KWARG] = batch
             if hidden.shape[1] < batch.length:  # a decoding step: the soft tokens are in the cache
-                return None
+                return args, kwargs
             if hidden.shape[0] != batch.soft_mask.shape[0]:
                 raise RuntimeError("IAPT: the batch size changed inside the model call (beam search or "
                                    "num_return_sequences > 1 are not supported)")
             new_hidden = self._replace(layer_index, hidden, batch)
             if args:
                 return (new_hidden,) + tuple(args[1:]), kwargs
-            kwargs = dict(kwargs)
             kwargs["hidden_states"] = new_hidden
             return args, kwargs
         return hook
+
+    def _generate_tokens(self, adapter: IAPTAdapter, layer_index: int, hidden, mask):
+        cfg = adapter.config
+        generator = adapter.generators[layer_index]
+        h = hidden.to(generator.down.weight.dtype)
+        if cfg.normalize_input:
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        tokens = generator(h, mask)  # (b, K, d)
+        if cfg.token_scale == "hidden_rms":
+            with torch.no_grad():
+                rms = hidden.detach().to(torch.promote_types(hidden.dtype, torch.float32)).pow(2).mean(-1).sqrt()  # (b, T)
+                rms = torch.where(mask, rms, torch.full_like(rms, float("nan")))
+                target = torch.nan_to_num(rms.nanmedian(dim=1).values, nan=1.0)  # (b,)
+            tokens = tokens * torch.rsqrt(tokens.pow(2).mean(-1, keepdim=True) + 1e-12)
+            tokens = tokens * target.to(tokens.dtype)[:, None, None]
+        return tokens
 
     def _soft_tokens(self, layer_index: int, hidden, batch: _Batch):
         extra = hidden.shape[1] - batch.length
@@ -352,11 +790,10 @@ class IAPTModel(nn.Module):
             mask = torch.nn.functional.pad(mask, (0, extra), value=False)
         tokens = None
         for name, rows in batch.groups:
-            generator = self.adapters[name].generators[layer_index]
-            dtype = generator.down.weight.dtype
+            adapter = self.adapters[name]
             if rows is None:
-                return generator(hidden.to(dtype), mask)
-            part = generator(hidden.index_select(0, rows).to(dtype), mask.index_select(0, rows))
+                return self._generate_tokens(adapter, layer_index, hidden, mask)
+            part = self._generate_tokens(adapter, layer_index, hidden.index_select(0, rows), mask.index_select(0, rows))
             if tokens is None:
                 tokens = part.new_zeros(hidden.shape[0], part.shape[1], part.shape[2])
             tokens = tokens.index_copy(0, rows, part)
@@ -380,50 +817,129 @@ class IAPTModel(nn.Module):
 
     # ---- calls -------------------------------------------------------------------------------
     def forward(self, input_ids=None, attention_mask=None, instruction_mask=None, labels=None,
-                token_type_ids=None, tenant_ids=None, **kwargs):
+                token_type_ids=None, tenant_ids=None, position_ids=None, **kwargs):
         """The wrapped model's forward with IAPT soft tokens at every layer.
 
-        input_ids, attention_mask, instruction_mask, token_type_ids: (B, T); labels: (B, T)
-        for causal LM or (B,) for classification; tenant_ids: B adapter names or indices.
-        Per-token outputs (logits) are returned with the reserved positions removed.
+        input_ids, attention_mask, instruction_mask, token_type_ids, position_ids: (B, T); labels:
+        (B, T) for causal LM (-100 where there is no target) or (B,) for classification;
+        tenant_ids: B adapter names or indices. Per-token outputs (logits, last_hidden_state,
+        hidden_states) are returned with the reserved positions removed.
         """
         if kwargs.get("inputs_embeds") is not None:
             raise ValueError("inputs_embeds: not supported by IAPTModel; pass input_ids")
-        inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, labels, token_type_ids, tenant_ids)
+        inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, labels, token_type_ids, tenant_ids,
+                                      position_ids)
+        # decoders with per-token labels: the loss is computed here, on the logits without the reserved
+        # positions (inside the backbone a token after the reserved block would be predicted from a
+        # reserved position's output)
+        own_loss = (self.kind == "decoder" and labels is not None and labels.shape == input_ids.shape
+                    and not labels.is_floating_point())
+        num_items = kwargs.pop("num_items_in_batch", None) if own_loss else None
+        if own_loss:
+            inputs.pop("labels")
         self._batch = batch
         try:
             output = self.base_model(**inputs, **kwargs)
         finally:
             self._batch = None
-        logits = getattr(output, "logits", None)
-        if isinstance(logits, torch.Tensor) and logits.dim() == 3 and logits.shape[1] == batch.length:
-            output.logits = self._strip(logits, batch.soft_mask)
+        output = self._strip_output(output, batch)
+        if own_loss and getattr(output, "logits", None) is not None and output.logits.dim() == 3:
+            logits = output.logits[:, :-1].float()
+            target = labels[:, 1:].to(logits.device)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                               ignore_index=-100, reduction="sum")
+            count = num_items if num_items is not None else (target != -100).sum()
+            output.loss = loss / count
+        return output
+
+    def _strip_output(self, output, batch: _Batch):
+        def per_token(t):
+            return isinstance(t, torch.Tensor) and t.dim() >= 3 and t.shape[0] == batch.soft_mask.shape[0] \
+                and t.shape[1] == batch.length
+
+        for key in ("logits", "last_hidden_state"):
+            value = getattr(output, key, None)
+            if per_token(value):
+                setattr(output, key, self._strip(value, batch.soft_mask))
+        hidden_states = getattr(output, "hidden_states", None)
+        if isinstance(hidden_states, (tuple, list)):
+            output.hidden_states = type(hidden_states)(
+                self._strip(h, batch.soft_mask) if per_token(h) else h for h in hidden_states)
         return output
 
     @torch.no_grad()
     def generate(self, input_ids=None, attention_mask=None, instruction_mask=None, tenant_ids=None, **kwargs):
         """``generate()`` of the wrapped causal LM; the soft tokens are computed once at prefill.
 
-        Returns the sequences (B, T + new tokens) without the reserved positions. Greedy or
-        sampling with one sequence per row (no beam search)."""
+        Returns the sequences (B, T + new tokens) without the reserved positions (or, with
+        ``return_dict_in_generate=True``, the output object with its ``sequences`` stripped).
+        ``max_length`` / ``min_length`` count the caller's tokens only. Greedy or sampling with one
+        sequence per row (no beam search). Prompts must be left-padded."""
         if self.kind != "decoder":
             raise ValueError("generate: IAPT generation needs a decoder (LLaMA family or GPT-2)")
         if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
             raise ValueError("generate: IAPT supports num_beams=1 and num_return_sequences=1")
-        inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, None, None, tenant_ids)
+        if self.adapter_config.placement == "after_instruction":
+            raise ValueError("placement: 'after_instruction' puts the reserved positions at the end of a prompt, "
+                             "where generation reads the next token; generate with placement 'after_first'")
+        if attention_mask is not None and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 \
+                and attention_mask.shape[1] > 0 and bool((attention_mask[:, -1] == 0).any()):
+            _warn_once(("rightpad", id(self)),
+                       "attention_mask: some prompts passed to generate are right-padded (last column is padding); "
+                       "new tokens then follow the padding. Pad prompts on the left (tokenizer.padding_side = 'left').")
+        k = self.num_tokens
+        generation_config = kwargs.get("generation_config") or getattr(self.base_model, "generation_config", None)
+        if kwargs.get("max_length") is not None:
+            kwargs["max_length"] = kwargs["max_length"] + k
+        elif kwargs.get("max_new_tokens") is None and generation_config is not None \
+                and getattr(generation_config, "max_new_tokens", None) is None \
+                and getattr(generation_config, "max_length", None) is not None:
+            kwargs["max_length"] = generation_config.max_length + k
+        if kwargs.get("min_length"):
+            kwargs["min_length"] = kwargs["min_length"] + k
+        position_ids = kwargs.pop("position_ids", None)
+        inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, None, None, tenant_ids,
+                                      position_ids, generation=True)
         self._batch = batch
         try:
-            sequences = self.base_model.generate(**inputs, **kwargs)
+            result = self.base_model.generate(**inputs, **kwargs)
         finally:
             self._batch = None
-        if not isinstance(sequences, torch.Tensor):  # return_dict_in_generate
-            sequences = sequences.sequences
+        sequences = result if isinstance(result, torch.Tensor) else result.sequences
         extra = sequences.shape[1] - batch.length
         soft = torch.nn.functional.pad(batch.soft_mask, (0, extra), value=False)
-        return self._strip(sequences, soft)
+        stripped = self._strip(sequences, soft)
+        if isinstance(result, torch.Tensor):
+            return stripped
+        result.sequences = stripped
+        return result
 
-    def trainable_parameters(self):
-        return [p for p in self.adapters.parameters() if p.requires_grad]
+    def unload(self) -> nn.Module:
+        """Detach IAPT from the backbone (hooks, attention routing, modules_to_save stand-ins) and
+        return the backbone as it was before wrapping (adapters are discarded)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        layers, _, _ = find_layers(self.base_model)
+        me = weakref.ref(self)
+        for layer in layers:
+            for path in ATTENTION_PATHS:
+                attn = _resolve(layer, path)
+                link = getattr(attn, "_fastprompt_iapt", None) if attn is not None else None
+                if link is None:
+                    continue
+                link[2][:] = [r for r in link[2] if r() is not None and r() is not self]
+                if not link[2]:
+                    attn.config = self.base_model.config
+                    del attn._fastprompt_iapt
+                break
+        for name, module in list(self.base_model.named_modules()):
+            if isinstance(module, _SavedModule):
+                module._owners = [r for r in module._owners if r() is not None and r() is not self]
+                if not module._owners:
+                    _set_submodule(self.base_model, name, module.original)
+        del me
+        return self.base_model
 
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, layers={self.num_layers} ({self.layer_path}), d_model={self.d_model}, "
@@ -437,20 +953,78 @@ def _build_trainer_class():
         """transformers.Trainer whose checkpoints hold the IAPT adapters only, in the
         :meth:`IAPTModel.save_adapter` format: the active adapter in the checkpoint folder, any
         other adapter in a sub-folder named after it. (The plain Trainer would try to write the
-        whole backbone, which fails for models with tied weights.)"""
+        whole backbone, which fails for models with tied weights.)
+
+        The optimizer is AdamW over :meth:`IAPTModel.param_groups` with ``args.learning_rate``
+        for the generators (gates at GATE_LR_SCALE times it); set ``learning_rate`` to
+        ``fastprompt.methods.iapt.DEFAULT_LR`` (1e-3) unless you tuned it. ``train(
+        resume_from_checkpoint=...)`` restores the adapters, and the Trainer restores the
+        optimizer, scheduler and RNG state from the same checkpoint."""
+
+        def _iapt_model(self, model=None):
+            model = self.accelerator.unwrap_model(model if model is not None else self.model)
+            return model if isinstance(model, IAPTModel) else None
+
+        def create_optimizer(self, model=None):
+            iapt = self._iapt_model(model)
+            if iapt is None or self.optimizer is not None or getattr(self, "optimizer_cls_and_kwargs", None):
+                return super().create_optimizer(model)
+            groups = iapt.param_groups(lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
+            for g in groups:
+                g.pop("name", None)
+            self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate,
+                                               betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                               eps=self.args.adam_epsilon)
+            return self.optimizer
 
         def _save(self, output_dir=None, state_dict=None):
             output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
             if not self.args.should_save:
                 return
-            model = self.accelerator.unwrap_model(self.model)
-            if not isinstance(model, IAPTModel):
+            model = self._iapt_model()
+            if model is None:
                 return super()._save(str(output_dir), state_dict)
             model.save_adapter(output_dir, model.active_adapter)
             for name in model.adapter_names:
                 if name != model.active_adapter:
                     model.save_adapter(output_dir / name, name)
             torch.save(self.args, output_dir / transformers.trainer.TRAINING_ARGS_NAME)
+
+        def _load_iapt(self, model: IAPTModel, folder) -> None:
+            folder = Path(folder)
+            if not (folder / CONFIG_NAME).is_file():
+                raise ValueError(f"resume_from_checkpoint: {str(folder)!r} holds no IAPT adapter ({CONFIG_NAME} "
+                                 "missing); pass a checkpoint folder written by IAPTTrainer")
+            for name in model.adapter_names:
+                source = folder if name == model.active_adapter else folder / name
+                if not (source / CONFIG_NAME).is_file():
+                    continue
+                state = dict(model.adapters[name].named_parameters())
+                loaded = IAPTModel._read_config(source)
+                from safetensors.torch import load_file
+
+                tensors = load_file(str(source / WEIGHTS_NAME))
+                if loaded.hyper_parameters() != model.adapters[name].config.hyper_parameters():
+                    raise ValueError(f"resume_from_checkpoint: the adapter {name!r} in {source} has a different "
+                                     "config from the model's")
+                with torch.no_grad():
+                    for key, tensor in tensors.items():
+                        if key in state:
+                            state[key].copy_(tensor)
+                        else:
+                            model.adapters[name].get_buffer(key).copy_(tensor)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            iapt = self._iapt_model(model)
+            if iapt is None:
+                return super()._load_from_checkpoint(resume_from_checkpoint, model)
+            self._load_iapt(iapt, resume_from_checkpoint)
+
+        def _load_best_model(self):
+            iapt = self._iapt_model()
+            if iapt is None:
+                return super()._load_best_model()
+            self._load_iapt(iapt, self.state.best_model_checkpoint)
 
     return IAPTTrainer
 
