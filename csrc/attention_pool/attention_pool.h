@@ -2,7 +2,7 @@
 // CUDA: attention_pool_cuda.cu). The glue in attention_pool_ops.cpp / attention_pool_ops_cuda.cpp
 // checks the arguments and makes every input contiguous before calling these.
 //
-// Math (DESIGN §2): u[b,t,k] = z[b,t,:] . w[:,k]; a[b,:,k] = softmax over the real tokens of
+// Math: u[b,t,k] = z[b,t,:] . w[:,k]; a[b,:,k] = softmax over the real tokens of
 // u[b,:,k]; out[b,k,:] = sum_t a[b,t,k] z[b,t,:]; lse[b,k] = log sum_t exp(u[b,t,k]).
 // Backward with c[b,k] = grad_out[b,k,:] . out[b,k,:] and g[b,t,k] = z[b,t,:] . grad_out[b,k,:]:
 //   du[b,t,k] = a[b,t,k] (g[b,t,k] - c[b,k])

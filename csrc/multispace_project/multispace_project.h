@@ -4,7 +4,7 @@
 // everything around them. Every pointer is contiguous; S is the storage dtype of the problem and
 // A the accumulation type (double for float64, float otherwise).
 //
-// Math (DESIGN §3), g = softmax(gate logits) (1/N for no logits), M rows, N spaces:
+// Math, g = softmax(gate logits) (1/N for no logits), M rows, N spaces:
 //   y[m] = sum_k g_k (x[m] @ W_k + b_k)
 // Shared gate (or none): W_eff = sum_k g_k W_k, b_eff = sum_k g_k b_k, y = x @ W_eff + b_eff;
 //   backward with G = x^T dy (d_in, d_out) and s = sum_m dy[m] (d_out):

@@ -1,4 +1,4 @@
-// Torch-free entry points of the batched vector arithmetic kernels (DESIGN §4): combine and the
+// Torch-free entry points of the batched vector arithmetic kernels: combine and the
 // merge methods (CPU: vectors_cpu.cpp, CUDA: vectors_cuda.cu). The glue (vectors_ops*.cpp)
 // checks the arguments and flattens every tensor to the contiguous 2-D layouts below.
 //

@@ -1,4 +1,4 @@
-// CPU kernels of combine and merge (DESIGN §4), included once per instruction set inside
+// CPU kernels of combine and merge, included once per instruction set inside
 // namespace FP_CPU_ISA (vectors_cpu.cpp: baseline; vectors_cpu_avx2.cpp; vectors_cpu_avx512.cpp).
 // Loops run over fixed-size tiles of the flattened element axis so that every reduction has an
 // order that depends on the shapes alone (bitwise reproducible for any thread count and the same

@@ -1,4 +1,4 @@
-// CUDA kernels of combine and merge (DESIGN §4). Torch-free: raw pointers, sizes, a stream.
+// CUDA kernels of combine and merge. Torch-free: raw pointers, sizes, a stream.
 // Every reduction has a fixed order (integer atomics only, for histograms and counts), so the
 // results are bitwise reproducible.
 #include <cuda_runtime.h>

@@ -1,4 +1,4 @@
-"""Self-attention pooling, DESIGN §2.
+"""Self-attention pooling.
 
 scores u = z @ queries (B, T, K); a = softmax over T of u with masked tokens excluded;
 out[b, k, :] = sum_t a[b, t, k] z[b, t, :]. A row with no real token gives zeros (and zero

@@ -1,4 +1,4 @@
-"""Multi-space projection with gating, DESIGN §3.
+"""Multi-space projection with gating.
 
 y = sum_k softmax(gate_logits)_k (x @ weight[k] + bias[k]) for x (..., d_in), weight
 (N, d_in, d_out), bias (N, d_out), and gate logits shared (N,), per row (..., N) or None

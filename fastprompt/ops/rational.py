@@ -1,4 +1,4 @@
-"""Rational activation (grouped Padé unit), DESIGN §1.
+"""Rational activation (grouped Padé unit).
 
 y = P(x) / Q(x), P(x) = sum_{j=0..m} a[g, j] x^j, and
   form "A": Q(x) = 1 + sum_{k=1..n} |b[g, k]| |x|^k

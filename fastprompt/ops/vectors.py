@@ -1,4 +1,4 @@
-"""Batched vector arithmetic on task prompt vectors, DESIGN §4.
+"""Batched vector arithmetic on task prompt vectors.
 
 ``combine``: out[b] = base + sum_t weights[b, t] bank[t], differentiable in bank, weights and
 base. ``merge``: the merge methods of ``peft.utils.merge_utils`` (task arithmetic, magnitude

@@ -1,4 +1,4 @@
-"""References of :func:`fastprompt.multispace_project` (DESIGN §3)."""
+"""References of :func:`fastprompt.multispace_project`."""
 import torch
 
 

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of the batched vector arithmetic ops (DESIGN §4): ``combine`` and the
+"""Pure-PyTorch reference of the batched vector arithmetic ops: ``combine`` and the
 ``merge`` methods of task vectors. The merge definitions follow ``peft.utils.merge_utils``.
 
 Conventions shared with the kernels (csrc/vectors/):
