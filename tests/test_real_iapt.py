@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import IN_CI, require
+from tiny_models import train_losses
 
 from fastprompt.methods import IAPTModel
 
@@ -104,13 +105,7 @@ def test_smollm2_training_lowers_the_loss_and_round_trips(smol, tmp_path):
     wrapper = IAPTModel(model)
     opt = torch.optim.AdamW(wrapper.param_groups())
     wrapper.train()
-    losses = []
-    for _ in range(3):
-        loss = wrapper(**batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(wrapper, opt, 3, lambda step: batch)
     wrapper.eval()
     with torch.no_grad():
         after = wrapper(**batch).loss.item()
@@ -234,13 +229,7 @@ def test_minilm_classifier_trains_with_modules_to_save_and_round_trips(minilm, t
     torch.manual_seed(0)
     wrapper = IAPTModel(classifier, adapter_name="cls", modules_to_save=["classifier"])
     opt = torch.optim.AdamW(wrapper.param_groups())
-    losses = []
-    for _ in range(3):
-        loss = wrapper(**enc, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(wrapper, opt, 3, lambda step: dict(**enc, labels=labels))
     assert losses[-1] < losses[0], losses
     wrapper.eval()
     with torch.no_grad():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import require, require_installed
+from tiny_models import train_losses
 
 
 from fastprompt.data import IGNORE_INDEX, ClassificationCollator, InstructionCollator, instruction
@@ -171,13 +172,7 @@ def test_minilm_classifier_keeps_cls_first_trains_and_round_trips(minilm, tmp_pa
         with torch.no_grad():
             torch.testing.assert_close(loaded(**batch).logits, expected, rtol=0, atol=0)
         optimizer = torch.optim.AdamW(wrapper.param_groups())
-        losses = []
-        for _ in range(4):
-            loss = wrapper(**batch).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = train_losses(wrapper, optimizer, 4, lambda step: batch)
         assert losses[-1] < losses[0], losses
         # the bare encoder's per-token outputs come back without the soft positions
         bare = PromptTuningModel(model.bert, num_virtual_tokens=8, init="vocab", seed=0)
