@@ -44,6 +44,7 @@ Several adapters can share the backbone (multi-tenant serving): ``tenant_ids`` n
 the adapter that serves it, in :meth:`IAPTModel.forward` and :meth:`IAPTModel.generate`.
 """
 import copy
+import inspect
 import json
 import math
 import sys
@@ -254,22 +255,21 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
     if scaling is None:
         scaling = getattr(module, "scaling", None) or dh ** -0.5
     scores = torch.matmul(query, k_soft.transpose(-1, -2)).float() * scaling
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    probs = torch.softmax(scores, dim=-1)
     dropout = kwargs.get("dropout", 0.0)
     if dropout and module.training:
         probs = nn.functional.dropout(probs, p=dropout)
-    soft = torch.matmul(probs, v_soft)  # (B, H, Tq, dh)
     if tq == batch.length:
         sees = batch.sees_soft
     elif tq > batch.length:  # no cache, generated tokens appended
         sees = nn.functional.pad(batch.sees_soft, (0, tq - batch.length), value=True)
     else:  # a decoding step
         sees = None
-    g = gate.to(soft.dtype)
+    # gate and query mask scale the (B, H, Tq, K) probabilities, K << head_dim
+    g = gate.to(probs.dtype)
     g = g.view(1, h, 1, 1) if g.dim() == 1 else g.view(b, h, 1, 1)
-    soft = soft * g
-    if sees is not None:
-        soft = soft * sees[:, None, :, None].to(soft.dtype)
+    weight = g if sees is None else g * sees[:, None, :, None].to(probs.dtype)
+    soft = torch.matmul((probs * weight).to(value.dtype), v_soft)  # (B, H, Tq, dh)
     return out + soft.transpose(1, 2).to(out.dtype), weights
 
 
@@ -308,9 +308,9 @@ class _SavedModule(nn.Module):
 class _Batch:
     """Per-call state the layer hooks and the attention read."""
 
-    def __init__(self, soft_mask, soft_index, soft_positions, sees_soft, instruction_mask, groups, gates):
+    def __init__(self, soft_mask, soft_positions, sees_soft, instruction_mask, groups, gates):
         self.soft_mask = soft_mask                # (B, L) bool, the reserved positions
-        self.soft_index = soft_index              # (B, L) long, soft token 0..K-1 at each position
+        self.start = soft_positions[:, 0]         # (B,) long, the first reserved position
         self.soft_positions = soft_positions      # (B, K) long, index of each reserved position
         self.sees_soft = sees_soft                # (B, L) bool, queries that attend to the soft tokens
         self.instruction_mask = instruction_mask  # (B, L) bool
@@ -338,6 +338,21 @@ class _Gates:
         if self.single is not None:
             return self.single[layer]
         return self.table[:, layer].index_select(0, self.row_adapter)
+
+
+def _takes_per_row_logits_to_keep(model: nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` as (B, N) positions per row (then the
+    reserved positions never reach the LM head)."""
+    try:
+        from transformers import modeling_utils
+    except ImportError:
+        return False
+    if not hasattr(modeling_utils, "slice_logits_to_keep"):  # older versions read a tensor as 1-D positions
+        return False
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 _WARNED = set()
@@ -390,6 +405,7 @@ class IAPTModel(nn.Module):
         self._hooks = [layer.register_forward_pre_hook(self._make_hook(i), with_kwargs=True)
                        for i, layer in enumerate(layers)]
         self._install_attention(layers)
+        self._logits_to_keep_rows = self.kind == "decoder" and _takes_per_row_logits_to_keep(model)
         self.add_adapter(adapter_name, config, **config_kwargs)
 
     def _install_attention(self, layers) -> None:
@@ -633,8 +649,8 @@ class IAPTModel(nn.Module):
         return [(name, torch.tensor(r, dtype=torch.long, device=device)) for name, r in rows.items()]
 
     def _insert_positions(self, input_ids, attention_mask, instruction):
-        """Where the K reserved positions go: (soft mask (B, L), source index (B, L), soft index
-        (B, L), start (B,)) with L = T + K."""
+        """Where the K reserved positions go: (soft mask (B, L), source index (B, L), start (B,))
+        with L = T + K."""
         batch, length = input_ids.shape
         k = self.num_tokens
         real = attention_mask.bool()
@@ -655,7 +671,7 @@ class IAPTModel(nn.Module):
         # a reserved position copies the first real token (its id is never a padding id)
         source = torch.where(rel < 0, pos, torch.where(soft, first.unsqueeze(1), pos - k))
         source = source.clamp(max=max(length - 1, 0))
-        return soft, source, rel.clamp(0, k - 1), start
+        return soft, source, start
 
     def _instruction(self, input_ids, attention_mask, instruction_mask, labels):
         real = attention_mask.bool()
@@ -710,7 +726,7 @@ class IAPTModel(nn.Module):
         self._check_labels(labels, input_ids)
         instruction = self._instruction(input_ids, attention_mask, instruction_mask, labels)
         groups = self._tenant_groups(tenant_ids, batch, input_ids.device)
-        soft, source, soft_index, start = self._insert_positions(input_ids, attention_mask, instruction)
+        soft, source, start = self._insert_positions(input_ids, attention_mask, instruction)
         gated = self.adapter_config.gate == "attention"
 
         def spread(t, fill=None):
@@ -743,7 +759,7 @@ class IAPTModel(nn.Module):
         soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
         instruction = spread(instruction, False)
         gates = _Gates(self.adapters, groups, batch, input_ids.device) if gated else None
-        return out, _Batch(soft, soft_index, soft_positions, sees, instruction, groups, gates)
+        return out, _Batch(soft, soft_positions, sees, instruction, groups, gates)
 
     # ---- the per-layer replacement -----------------------------------------------------------
     def _make_hook(self, layer_index: int):
@@ -770,13 +786,16 @@ class IAPTModel(nn.Module):
     def _generate_tokens(self, adapter: IAPTAdapter, layer_index: int, hidden, mask):
         cfg = adapter.config
         generator = adapter.generators[layer_index]
-        h = hidden.to(generator.down.weight.dtype)
-        if cfg.normalize_input:
-            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
-        tokens = generator(h, mask)  # (b, K, d)
+        dtype = generator.down.weight.dtype
+        mean_square = None
+        if cfg.normalize_input or cfg.token_scale == "hidden_rms":
+            wide = torch.promote_types(hidden.dtype, torch.float32)
+            mean_square = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=wide).square() / hidden.shape[-1]
+        input_scale = torch.rsqrt(mean_square + 1e-6).to(dtype) if cfg.normalize_input else None  # (b, T, 1)
+        tokens = generator(hidden.to(dtype), mask, input_scale=input_scale)  # (b, K, d)
         if cfg.token_scale == "hidden_rms":
             with torch.no_grad():
-                rms = hidden.detach().to(torch.promote_types(hidden.dtype, torch.float32)).pow(2).mean(-1).sqrt()  # (b, T)
+                rms = mean_square.detach().squeeze(-1).sqrt()  # (b, T)
                 rms = torch.where(mask, rms, torch.full_like(rms, float("nan")))
                 target = torch.nan_to_num(rms.nanmedian(dim=1).values, nan=1.0)  # (b,)
             tokens = tokens * torch.rsqrt(tokens.pow(2).mean(-1, keepdim=True) + 1e-12)
@@ -801,13 +820,9 @@ class IAPTModel(nn.Module):
 
     def _replace(self, layer_index: int, hidden, batch: _Batch):
         tokens = self._soft_tokens(layer_index, hidden, batch).to(hidden.dtype)  # (B, K, d)
-        soft, index = batch.soft_mask, batch.soft_index
-        extra = hidden.shape[1] - batch.length
-        if extra:
-            soft = torch.nn.functional.pad(soft, (0, extra), value=False)
-            index = torch.nn.functional.pad(index, (0, extra), value=0)
-        placed = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-        return torch.where(soft.unsqueeze(-1), placed, hidden)
+        rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
+        # out of place: the backward touches the B*K reserved rows only
+        return hidden.index_put((rows, batch.soft_positions), tokens)
 
     def _strip(self, tensor, soft):
         """Drop the reserved positions from a (B, L, ...) tensor."""
@@ -829,6 +844,7 @@ class IAPTModel(nn.Module):
             raise ValueError("inputs_embeds: not supported by IAPTModel; pass input_ids")
         inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, labels, token_type_ids, tenant_ids,
                                       position_ids)
+        length = input_ids.shape[1]
         # decoders with per-token labels: the loss is computed here, on the logits without the reserved
         # positions (inside the backbone a token after the reserved block would be predicted from a
         # reserved position's output)
@@ -837,6 +853,11 @@ class IAPTModel(nn.Module):
         num_items = kwargs.pop("num_items_in_batch", None) if own_loss else None
         if own_loss:
             inputs.pop("labels")
+        if self._logits_to_keep_rows and kwargs.get("logits_to_keep") is None:
+            # the LM head projects the caller's positions only: column j of input_ids sits at
+            # position j before the reserved block and at j + K after it
+            cols = torch.arange(length, device=input_ids.device)
+            kwargs["logits_to_keep"] = cols + self.num_tokens * (cols >= batch.start.unsqueeze(1))
         self._batch = batch
         try:
             output = self.base_model(**inputs, **kwargs)
@@ -844,8 +865,9 @@ class IAPTModel(nn.Module):
             self._batch = None
         output = self._strip_output(output, batch)
         if own_loss and getattr(output, "logits", None) is not None and output.logits.dim() == 3:
-            logits = output.logits[:, :-1].float()
-            target = labels[:, 1:].to(logits.device)
+            logits = output.logits.float()
+            # shift the targets rather than the logits (no copy of the (B, T, vocab) logits)
+            target = nn.functional.pad(labels[:, 1:], (0, 1), value=-100).to(logits.device)
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                                ignore_index=-100, reduction="sum")
             count = num_items if num_items is not None else (target != -100).sum()

@@ -37,10 +37,23 @@ class IAPTPromptGenerator(nn.Module):
         self.activation = RationalActivation(1, tuple(rational_degrees), rational_form, rational_init, **factory)
         self.up = nn.Linear(bottleneck, d_model, bias=bias, **factory)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor = None,
+                input_scale: torch.Tensor = None) -> torch.Tensor:
+        """hidden (B, T, d_model), mask (B, T) bool, input_scale (B, T, 1) or None: the generator
+        reads ``hidden * input_scale`` (applied after the down-projection's matrix product, so the
+        scaled (B, T, d_model) tensor is never formed). Returns (B, K, d_model)."""
         if hidden.dim() != 3 or hidden.shape[-1] != self.d_model:
             raise ValueError(f"hidden: expected shape (batch, tokens, {self.d_model}), got {tuple(hidden.shape)}")
-        return self.up(self.activation(self.pool(self.down(hidden), mask)))
+        if input_scale is None:
+            z = self.down(hidden)
+        else:
+            if input_scale.shape != hidden.shape[:-1] + (1,):
+                raise ValueError(f"input_scale: expected shape {tuple(hidden.shape[:-1]) + (1,)}, "
+                                 f"got {tuple(input_scale.shape)}")
+            z = nn.functional.linear(hidden, self.down.weight) * input_scale
+            if self.down.bias is not None:
+                z = z + self.down.bias
+        return self.up(self.activation(self.pool(z, mask)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, bottleneck={self.bottleneck}, num_tokens={self.num_tokens}"
