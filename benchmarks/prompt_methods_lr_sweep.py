@@ -1,26 +1,33 @@
-"""Learning-rate sweep of prompt tuning, DePT and EPT around their default learning rates
+"""Learning-rate sweep of prompt tuning, DePT, EPT and IAPT around their default learning rates
 (``param_groups(scale=...)`` multiplies every group's default) on the real models and the shipped
 ``reviews`` task; prints one JSON line per run (validation accuracy before and after training).
 
-    python benchmarks/prompt_methods_lr_sweep.py --model smollm2 --methods prompt_tuning dept ept \
-        --scales 0.1 1 10 --steps 60 --batch-size 8
+    python benchmarks/prompt_methods_lr_sweep.py --model smollm2 --methods prompt_tuning dept ept iapt \
+        --scales 0.3 1 3 --steps 60 --batch-size 8
     python benchmarks/prompt_methods_lr_sweep.py --model minilm --placements front after_first
 
 Results measured with it are in ``benchmarks/results/prompt_methods_lr.md``.
 """
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from fastprompt.data import (ClassificationCollator, InstructionCollator, as_instructions, choice_accuracy,
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastprompt.data import (ClassificationCollator, InstructionCollator, as_instructions, choice_accuracy,  # noqa: E402
                              classification_accuracy, label_words, load_task)
-from fastprompt.demo import SYSTEM_PROMPT, _call, make_batches, train_steps
-from fastprompt.methods import DePTModel, EPTModel, PromptTuningModel, match_prompt_budget
+from fastprompt.demo import SYSTEM_PROMPT, _call, make_batches, train_steps  # noqa: E402
+from fastprompt.methods import DePTModel, EPTModel, IAPTConfig, IAPTModel, PromptTuningModel, match_prompt_budget  # noqa: E402
 
 
 def build(method, backbone, num_tokens, max_len, placement):
+    if method == "iapt":  # its own defaults (4 tokens per layer); a classifier's head trains with it
+        head = [name for name in ("classifier", "score") if hasattr(backbone, name)]
+        return IAPTModel(backbone, IAPTConfig(modules_to_save=head))
     kwargs = dict(init="vocab", seed=0)
     if placement:
         kwargs["placement"] = placement
@@ -34,8 +41,8 @@ def build(method, backbone, num_tokens, max_len, placement):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=("smollm2", "minilm"), default="smollm2")
-    parser.add_argument("--methods", nargs="+", default=["prompt_tuning", "dept", "ept"])
-    parser.add_argument("--scales", nargs="+", type=float, default=[0.1, 1.0, 10.0])
+    parser.add_argument("--methods", nargs="+", default=["prompt_tuning", "dept", "ept", "iapt"])
+    parser.add_argument("--scales", nargs="+", type=float, default=[0.3, 1.0, 3.0])
     parser.add_argument("--placements", nargs="+", default=[None])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -73,7 +80,8 @@ def main():
                 losses = train_steps(model, optimizer, batches, _call, progress=False)
                 elapsed = time.perf_counter() - start
                 after = evaluate(model)
-                print(json.dumps({"model": args.model, "method": method, "placement": model.prompt_config.placement,
+                placement_used = model.adapter_config.placement if method == "iapt" else model.prompt_config.placement
+                print(json.dumps({"model": args.model, "method": method, "placement": placement_used,
                                   "scale": scale, "lrs": {g["name"]: g["lr"] for g in groups},
                                   "steps": args.steps, "batch_size": args.batch_size,
                                   "val_acc_before": round(before, 4), "val_acc": round(after, 4),

@@ -598,13 +598,17 @@ class IAPTModel(nn.Module):
         return [p for p in self.adapters.parameters() if p.requires_grad]
 
     def param_groups(self, lr: Optional[float] = None, gate_lr: Optional[float] = None,
-                     weight_decay: float = 0.0, adapter_name: Optional[str] = None):
+                     weight_decay: float = 0.0, adapter_name: Optional[str] = None, scale: float = 1.0):
         """Optimizer parameter groups: generators (and modules_to_save) at ``lr`` (default
         :data:`DEFAULT_LR`), gates at ``gate_lr`` (default ``GATE_LR_SCALE * lr``), no weight decay
-        by default. ``torch.optim.AdamW(model.param_groups())`` trains every adapter (or only
-        ``adapter_name``)."""
+        by default; ``scale`` multiplies both (a learning-rate sweep around the defaults).
+        ``torch.optim.AdamW(model.param_groups())`` trains every adapter (or only ``adapter_name``)."""
+        for name, value in (("lr", lr), ("gate_lr", gate_lr), ("scale", scale)):
+            if value is not None and (not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
         lr = DEFAULT_LR if lr is None else float(lr)
         gate_lr = GATE_LR_SCALE * lr if gate_lr is None else float(gate_lr)
+        lr, gate_lr = lr * scale, gate_lr * scale
         names = [adapter_name] if adapter_name else self.adapter_names
         main, gates = [], []
         for name in names:
