@@ -236,11 +236,11 @@ def test_save_load_round_trip(tmp_path, method):
     wrapper.save_pretrained(tmp_path / "p")
     import json
 
-    cfg = json.loads((tmp_path / "p" / "prompt_config.json").read_text())
+    cfg = json.loads((tmp_path / "p" / "fastprompt_config.json").read_text())
     assert cfg["method"] == method and cfg["token_dim"] == 32 and cfg["model_type"] == "llama"
     assert cfg["num_virtual_tokens"] == METHODS[method][1]["num_virtual_tokens"] and cfg["seed"] == 0
     assert cfg["init"] == "random" and "base_model_name_or_path" in cfg
-    state = load_file(str(tmp_path / "p" / "prompt_weights.safetensors"))
+    state = load_file(str(tmp_path / "p" / "fastprompt_weights.safetensors"))
     assert state["prompt_embeddings"].shape == (cfg["num_virtual_tokens"], 32)
     if method != "prompt_tuning":
         assert state["lowrank_A"].shape == (16, 4) and state["lowrank_B"].shape == (4, 32)
@@ -263,9 +263,9 @@ def test_load_onto_mismatched_backbone_raises(tmp_path):
         PromptTuningModel.from_pretrained(tiny_gpt2(), tmp_path / "p")  # same hidden size, other family
     from fastprompt.methods import EPTModel
 
-    with pytest.raises(ValueError, match="'dept' prompt, which EPTModel cannot load"):
+    with pytest.raises(ValueError, match="'dept' adapter, which EPTModel cannot load"):
         EPTModel.from_pretrained(tiny_llama(), tmp_path / "p")
-    with pytest.raises(FileNotFoundError, match="prompt_config.json"):
+    with pytest.raises(FileNotFoundError, match="fastprompt_config.json"):
         PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "missing")
 
 
@@ -788,10 +788,10 @@ def test_bert_classifier_head_trains_saves_and_loads(tmp_path, method):
 def test_prompt_saved_before_placement_existed_loads_in_front(tmp_path):
     wrapper = PromptTuningModel(tiny_bert(), num_virtual_tokens=3, seed=0, placement="front", modules_to_save=[])
     wrapper.save_pretrained(tmp_path / "old")
-    config = json.loads((tmp_path / "old" / "prompt_config.json").read_text())
+    config = json.loads((tmp_path / "old" / "fastprompt_config.json").read_text())
     del config["placement"]
     config["modules_to_save"] = None
-    (tmp_path / "old" / "prompt_config.json").write_text(json.dumps(config))
+    (tmp_path / "old" / "fastprompt_config.json").write_text(json.dumps(config))
     loaded = PromptTuningModel.from_pretrained(tiny_bert(), tmp_path / "old")
     assert loaded.prompt_config.placement == "front" and loaded.prompt_config.modules_to_save == []
     ids = classification_batch(0)["input_ids"][:2]
@@ -827,10 +827,10 @@ def test_user_mistakes_raise_or_warn(tmp_path):
         PromptTuningModel(tiny_llama().half(), num_virtual_tokens=3)
     # a missing folder, a folder without the files, a PEFT folder
     with pytest.raises(FileNotFoundError, match=r"nowhere does not exist \(expected a folder holding "
-                                                r"prompt_config.json and prompt_weights.safetensors"):
+                                                r"fastprompt_config.json and fastprompt_weights.safetensors"):
         PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="empty has no prompt_config.json and no prompt_weights.safetensors"):
+    with pytest.raises(FileNotFoundError, match="empty has no fastprompt_config.json and no fastprompt_weights.safetensors"):
         PromptTuningModel.from_pretrained(tiny_llama(), tmp_path / "empty")
     wrapper.export_peft(tmp_path / "peft")
     with pytest.raises(FileNotFoundError, match="load it with PromptTuningModel.from_peft"):
@@ -903,7 +903,7 @@ def test_trainer_resume_from_checkpoint_ends_where_an_uninterrupted_run_does(tmp
     trainer.train(resume_from_checkpoint=True)
     for a, b in zip(again.trainable_parameters(), expected):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="holds a 'prompt_tuning' prompt; this model is 'dept'"):
+    with pytest.raises(ValueError, match="holds a 'prompt_tuning' adapter; this model is 'dept'"):
         wrap("dept", tiny_llama()).load_weights(_saved(wrap("prompt_tuning", tiny_llama()), tmp_path / "pt"))
 
 

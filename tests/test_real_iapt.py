@@ -111,7 +111,7 @@ def test_smollm2_training_lowers_the_loss_and_round_trips(smol, tmp_path):
         after = wrapper(**batch).loss.item()
     assert after < losses[0] - 0.05, (losses, after)
     assert wrapper.adapters["default"].gates.abs().max() > 0
-    wrapper.save_adapter(tmp_path / "smol")
+    wrapper.save_pretrained(tmp_path / "smol")
     loaded = IAPTModel.from_pretrained(model, tmp_path / "smol")
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).logits, wrapper(**batch).logits, rtol=1e-4, atol=1e-4)
@@ -234,7 +234,7 @@ def test_minilm_classifier_trains_with_modules_to_save_and_round_trips(minilm, t
     wrapper.eval()
     with torch.no_grad():
         expected = wrapper(**enc).logits
-    wrapper.save_adapter(tmp_path / "minilm")
+    wrapper.save_pretrained(tmp_path / "minilm")
     loaded = IAPTModel.from_pretrained(classifier, tmp_path / "minilm", adapter_name="cls")
     with torch.no_grad():
         torch.testing.assert_close(loaded(**enc).logits, expected, rtol=1e-4, atol=1e-4)

@@ -1,21 +1,24 @@
-"""Prompt-tuning methods on transformers models."""
+"""Soft-prompt methods on transformers models, all on one base (:mod:`fastprompt.methods.base`):
+IAPT, prompt tuning, DePT and EPT, one Trainer (:class:`AdapterTrainer`)."""
+from fastprompt.methods.base import AdapterConfig, AdapterModel, AdapterNotFoundError
+from fastprompt.methods.budget import count_parameters, dept_parameter_count, match_prompt_budget
+from fastprompt.methods.dept import DePTConfig, DePTModel
+from fastprompt.methods.ept import EPTConfig, EPTModel
 from fastprompt.methods.iapt import IAPTAdapter, IAPTConfig, IAPTModel
-from fastprompt.methods.prompt_tuning import (DePTConfig, DePTModel, EPTConfig, EPTModel, PromptTuningConfig,
-                                              PromptTuningModel, count_parameters, dept_parameter_count,
-                                              match_prompt_budget)
+from fastprompt.methods.prompt_tuning import PromptTuningConfig, PromptTuningModel
 
-__all__ = ["IAPTAdapter", "IAPTConfig", "IAPTModel", "IAPTTrainer"]
-__all__ += ["DePTConfig", "DePTModel", "EPTConfig", "EPTModel", "PromptTuningConfig", "PromptTuningModel",
-            "PromptTuningTrainer", "count_parameters", "dept_parameter_count", "match_prompt_budget"]
+__all__ = ["AdapterConfig", "AdapterModel", "AdapterNotFoundError", "AdapterTrainer", "DePTConfig", "DePTModel",
+           "EPTConfig", "EPTModel", "IAPTAdapter", "IAPTConfig", "IAPTModel", "PromptTuningConfig",
+           "PromptTuningModel", "count_parameters", "dept_parameter_count", "match_prompt_budget"]
 
 
-def __getattr__(name):  # IAPTTrainer needs transformers; import it on first use
-    if name == "IAPTTrainer":
-        from fastprompt.methods import iapt
+def __getattr__(name):  # the Trainer needs transformers; it is built on first use
+    import importlib
 
-        return iapt.IAPTTrainer
-    if name == "PromptTuningTrainer":
-        from fastprompt.methods import prompt_tuning
+    trainer = importlib.import_module("fastprompt.methods.trainer")
 
-        return prompt_tuning.PromptTuningTrainer
+    if name == "AdapterTrainer":
+        return trainer.trainer_class()
+    if name in ("IAPTTrainer", "PromptTuningTrainer"):
+        return trainer.deprecated_trainer(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -57,10 +57,9 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import nn
 
+from fastprompt.methods.base import (AdapterConfig, AdapterModel, AdapterNotFoundError, hidden_size,  # noqa: F401
+                                     replace_sequences, warn_once)
 from fastprompt.nn.iapt import IAPTPromptGenerator
-
-CONFIG_NAME = "iapt_config.json"
-WEIGHTS_NAME = "iapt_generators.safetensors"
 
 # Default AdamW learning rate of the generators (see IAPTModel.param_groups); the gates use
 # GATE_LR_SCALE times it.
@@ -85,12 +84,8 @@ LAYER_PATHS = (
 ATTENTION_PATHS = ("self_attn", "attn", "attention.self")
 
 
-class AdapterNotFoundError(FileNotFoundError, ValueError):
-    """An adapter folder or one of its files is missing (both a FileNotFoundError and a ValueError)."""
-
-
 @dataclass
-class IAPTConfig:
+class IAPTConfig(AdapterConfig):
     """Hyper-parameters of one IAPT adapter (the backbone fields are filled in from the model).
 
     num_tokens: soft tokens per layer (4 in the paper); bottleneck: width r of each generator;
@@ -120,6 +115,9 @@ class IAPTConfig:
     d_model: int = 0
     num_heads: int = 0
 
+    method = "iapt"
+    BACKBONE_FIELDS = ("model_type", "num_layers", "d_model", "num_heads")
+
     def __post_init__(self):
         for name, allowed in (("placement", PLACEMENTS), ("gate", GATES), ("token_scale", TOKEN_SCALES)):
             if getattr(self, name) not in allowed:
@@ -127,25 +125,11 @@ class IAPTConfig:
         self.modules_to_save = list(self.modules_to_save or [])
         self.rational_degrees = list(self.rational_degrees)
 
-    def to_dict(self) -> dict:
-        return {"method": "iapt", **asdict(self)}
-
     @classmethod
-    def from_dict(cls, data: dict) -> "IAPTConfig":
-        data = dict(data)
-        if data.pop("method", "iapt") != "iapt":
-            raise ValueError(f"config: expected an IAPT adapter config, got method {data.get('method')!r}")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"config: unknown IAPT config fields {unknown}")
+    def upgrade(cls, data: dict) -> dict:
         if "gate" not in data:  # written before gates existed: the original replacement at the start
             data.update(placement="start", gate="none", normalize_input=False, token_scale="none")
-        return cls(**data)
-
-    def hyper_parameters(self) -> dict:
-        """The fields that do not describe the backbone."""
-        return {k: v for k, v in asdict(self).items() if k not in ("model_type", "num_layers", "d_model", "num_heads")}
+        return data
 
 
 class IAPTAdapter(nn.Module):
@@ -355,16 +339,7 @@ def _takes_per_row_logits_to_keep(model: nn.Module) -> bool:
         return False
 
 
-_WARNED = set()
-
-
-def _warn_once(key, message, category=UserWarning):
-    if key not in _WARNED:
-        _WARNED.add(key)
-        warnings.warn(message, category, stacklevel=3)
-
-
-class IAPTModel(nn.Module):
+class IAPTModel(AdapterModel):
     """A frozen transformers model with IAPT generators at every layer.
 
     Args:
@@ -378,29 +353,17 @@ class IAPTModel(nn.Module):
     Train with ``torch.optim.AdamW(model.param_groups())`` (learning rate :data:`DEFAULT_LR`).
     """
 
+    config_class = IAPTConfig
+
     def __init__(self, model: nn.Module, config: Optional[IAPTConfig] = None, adapter_name: str = "default",
                  **config_kwargs):
-        super().__init__()
         layers, kind, path = find_layers(model)
-        self.base_model = model
+        super().__init__(model)
         self.kind, self.layer_path = kind, path
         self.num_layers = len(layers)
+        self.d_model = hidden_size(model)
         cfg = model.config
-        hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None)
-        if not hidden:
-            raise ValueError("model: its config has no hidden_size")
-        self.d_model = int(hidden)
         self.num_heads = int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 0) or 0)
-        self.model_type = str(getattr(cfg, "model_type", ""))
-        for p in model.parameters():
-            p.requires_grad_(False)
-        params = list(model.parameters())
-        if params and params[0].device.type == "cpu" and any(p.dtype == torch.float16 for p in params):
-            _warn_once(("fp16cpu", id(model)), "model: the backbone is float16 on the CPU, where float16 matrix "
-                       "products are many times slower than float32 (or bfloat16); convert it with "
-                       "model.float() for CPU training")
-        self.adapters = nn.ModuleDict()
-        self.active_adapter = adapter_name
         self._batch: Optional[_Batch] = None
         self._hooks = [layer.register_forward_pre_hook(self._make_hook(i), with_kwargs=True)
                        for i, layer in enumerate(layers)]
@@ -442,50 +405,44 @@ class IAPTModel(nn.Module):
 
     # ---- adapters ----------------------------------------------------------------------------
     @property
-    def config(self):
-        """The backbone's config (what training utilities such as Trainer look for)."""
-        return self.base_model.config
-
-    @property
-    def adapter_names(self) -> List[str]:
-        return list(self.adapters.keys())
-
-    @property
     def num_tokens(self) -> int:
-        return self.adapters[self.active_adapter].config.num_tokens
-
-    @property
-    def adapter_config(self) -> IAPTConfig:
-        return self.adapters[self.active_adapter].config
+        return self.adapter_config.num_tokens
 
     def _backbone_fields(self) -> dict:
         return {"model_type": self.model_type, "num_layers": self.num_layers, "d_model": self.d_model,
                 "num_heads": self.num_heads}
 
-    def _check_compatible(self, cfg: IAPTConfig, where: str) -> None:
+    @classmethod
+    def _check_backbone(cls, cfg: IAPTConfig, model: nn.Module, source) -> None:
+        layers, _, _ = find_layers(model)
+        d_model = hidden_size(model)
+        if cfg.num_layers != len(layers) or cfg.d_model != d_model:
+            model_type = str(getattr(model.config, "model_type", ""))
+            raise ValueError(
+                f"adapter in {source} was trained for a backbone with {cfg.num_layers} layers and hidden "
+                f"size {cfg.d_model} (model_type {cfg.model_type!r}); this model has {len(layers)} "
+                f"layers and hidden size {d_model} (model_type {model_type!r})")
+
+    def _check_compatible(self, cfg: IAPTConfig) -> None:
         if not self.adapters:
             return
-        first = self.adapters[self.active_adapter].config
+        first = next(iter(self.adapter_configs.values()))
         if cfg.num_tokens != first.num_tokens:
             raise ValueError(f"num_tokens: every adapter on one backbone must use the same number of soft "
-                             f"tokens ({first.num_tokens}), got {cfg.num_tokens}{where}")
+                             f"tokens ({first.num_tokens}), got {cfg.num_tokens}")
         for name in ("placement", "gate"):
             if getattr(cfg, name) != getattr(first, name):
                 raise ValueError(f"{name}: every adapter on one backbone must use the same {name} "
-                                 f"({getattr(first, name)!r}), got {getattr(cfg, name)!r}{where}")
+                                 f"({getattr(first, name)!r}), got {getattr(cfg, name)!r}")
 
-    def add_adapter(self, name: str, config: Optional[IAPTConfig] = None, **config_kwargs) -> IAPTAdapter:
-        """Add a freshly initialised adapter (on the backbone's device, float32)."""
-        if name in self.adapters:
-            raise ValueError(f"adapter_name: an adapter named {name!r} exists already")
-        base = config.hyper_parameters() if config else {}
-        cfg = IAPTConfig(**{**base, **config_kwargs, **self._backbone_fields()})
-        self._check_compatible(cfg, "")
-        adapter = self._build_adapter(cfg)
-        self.adapters[name] = adapter
-        return adapter
+    def _check_same_config(self, mine: IAPTConfig, saved: IAPTConfig, source) -> None:
+        if saved.hyper_parameters() != mine.hyper_parameters():
+            raise ValueError(f"directory: the adapter in {source} has a different config from the model's adapter "
+                             f"(saved {saved.hyper_parameters()}, model {mine.hyper_parameters()})")
 
     def _build_adapter(self, cfg: IAPTConfig) -> IAPTAdapter:
+        """A freshly initialised adapter (on the backbone's device, float32)."""
+        self._check_compatible(cfg)
         if cfg.gate == "attention" and not self._attention_ok:
             raise ValueError("gate: this backbone's attention could not be wrapped for the gated soft-token "
                              "attention; use gate='none'")
@@ -506,97 +463,16 @@ class IAPTModel(nn.Module):
             adapter.saved_modules[module.key] = saved
         return adapter
 
-    def set_active_adapter(self, name: str) -> None:
-        self._check_adapter(name)
-        self.active_adapter = name
-
-    def _check_adapter(self, name) -> None:
-        if name not in self.adapters:
-            raise ValueError(f"tenant_ids: unknown adapter {name!r}; known adapters: {self.adapter_names}")
+    def _adapter_tensors(self, name: str) -> Dict[str, torch.Tensor]:
+        return self.adapters[name].adapter_state_dict()
 
     def save_adapter(self, directory: Union[str, Path], adapter_name: Optional[str] = None) -> None:
-        """Write one adapter: ``iapt_config.json`` and ``iapt_generators.safetensors`` (generators,
-        gates and any modules_to_save)."""
-        from safetensors.torch import save_file
-
-        name = adapter_name or self.active_adapter
-        self._check_adapter(name)
-        adapter = self.adapters[name]
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(adapter.config.to_dict(), indent=2))
-        state = {k: v.contiguous().cpu() for k, v in adapter.adapter_state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "method": "iapt"})
-
-    save_pretrained = save_adapter
-
-    @staticmethod
-    def _read_config(directory: Union[str, Path], argument: str = "directory") -> IAPTConfig:
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise AdapterNotFoundError(f"{argument}: no adapter folder at {str(directory)!r} (it does not exist; "
-                                       f"an IAPT adapter folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
-        if missing:
-            raise AdapterNotFoundError(f"{argument}: {str(directory)!r} is not an IAPT adapter folder: expected "
-                                       f"{CONFIG_NAME} and {WEIGHTS_NAME}, missing {', '.join(missing)}")
-        try:
-            return IAPTConfig.from_dict(json.loads(config_path.read_text()))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{argument}: {config_path} is not valid JSON ({err})") from None
-
-    def load_adapter(self, directory: Union[str, Path], adapter_name: str = "default") -> IAPTAdapter:
-        """Load an adapter written by :meth:`save_adapter` (replacing one of the same name).
-
-        Raises AdapterNotFoundError (a FileNotFoundError and ValueError) for a missing folder or
-        file, and ValueError when the adapter was trained for a different backbone."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        cfg = self._read_config(directory)
-        mine = self._backbone_fields()
-        if cfg.num_layers != mine["num_layers"] or cfg.d_model != mine["d_model"]:
-            raise ValueError(
-                f"adapter in {directory} was trained for a backbone with {cfg.num_layers} layers and hidden "
-                f"size {cfg.d_model} (model_type {cfg.model_type!r}); this model has {mine['num_layers']} "
-                f"layers and hidden size {mine['d_model']} (model_type {mine['model_type']!r})")
-        if not cfg.num_heads:
-            cfg.num_heads = self.num_heads
-        others = {n: a for n, a in self.adapters.items() if n != adapter_name}
-        if others:
-            saved_active = self.active_adapter
-            self.active_adapter = next(iter(others))
-            try:
-                self._check_compatible(cfg, f" (adapter in {directory})")
-            finally:
-                self.active_adapter = saved_active
-        device = next(self.base_model.parameters()).device
-        adapter = self._build_adapter(cfg)
-        state = load_file(str(directory / WEIGHTS_NAME), device=str(device))
-        result = adapter.load_state_dict(state, strict=False)
-        expected_missing = set(adapter.state_dict()) - set(adapter.adapter_state_dict())
-        missing = sorted(set(result.missing_keys) - expected_missing)
-        if missing or result.unexpected_keys:
-            raise ValueError(f"directory: the weights in {directory / WEIGHTS_NAME} do not match its config "
-                             f"(missing {missing[:4]}, unexpected {sorted(result.unexpected_keys)[:4]})")
-        self.adapters[adapter_name] = adapter
-        if adapter_name == self.active_adapter or len(self.adapters) == 1:
-            self.active_adapter = adapter_name
-        return adapter
-
-    @classmethod
-    def from_pretrained(cls, model: nn.Module, directory: Union[str, Path], adapter_name: str = "default") -> "IAPTModel":
-        """Wrap ``model`` and load the adapter saved in ``directory``."""
-        cfg = cls._read_config(directory)
-        wrapper = cls(model, IAPTConfig(**cfg.hyper_parameters()), adapter_name=adapter_name)
-        wrapper.load_adapter(directory, adapter_name)
-        return wrapper
+        """Deprecated: ``save_pretrained(directory, adapter_name)``."""
+        warnings.warn("IAPTModel.save_adapter is deprecated; use save_pretrained(directory, adapter_name)",
+                      DeprecationWarning, stacklevel=2)
+        self.save_pretrained(directory, adapter_name or self.active_adapter)
 
     # ---- optimisation ------------------------------------------------------------------------
-    def trainable_parameters(self):
-        return [p for p in self.adapters.parameters() if p.requires_grad]
-
     def param_groups(self, lr: Optional[float] = None, gate_lr: Optional[float] = None,
                      weight_decay: float = 0.0, adapter_name: Optional[str] = None, scale: float = 1.0):
         """Optimizer parameter groups: generators (and modules_to_save) at ``lr`` (default
@@ -642,7 +518,7 @@ class IAPTModel(nn.Module):
                 if not 0 <= tenant < len(names):
                     raise ValueError(f"tenant_ids: unknown tenant index {tenant}; adapters are {names}")
                 tenant = names[tenant]
-            self._check_adapter(tenant)
+            self._check_adapter(tenant, "tenant_ids")
             rows.setdefault(tenant, []).append(row)
         if len(rows) == 1:
             return [(next(iter(rows)), None)]
@@ -694,7 +570,7 @@ class IAPTModel(nn.Module):
         if labels is not None and labels.shape == input_ids.shape and not labels.is_floating_point():
             im = real & (labels == -100)
             if bool((real.any(dim=1) & ~im.any(dim=1)).any()):
-                _warn_once(("nomask", id(self)),
+                warn_once(self, "nomask",
                            "instruction_mask: training with labels but without instruction_mask, and the labels "
                            "supervise every token, so the soft tokens are generated from the whole input, answer "
                            "included. Pass instruction_mask (True on the prompt), or set the prompt's labels to "
@@ -910,7 +786,7 @@ class IAPTModel(nn.Module):
                              "where generation reads the next token; generate with placement 'after_first'")
         if attention_mask is not None and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 \
                 and attention_mask.shape[1] > 0 and bool((attention_mask[:, -1] == 0).any()):
-            _warn_once(("rightpad", id(self)),
+            warn_once(self, "rightpad",
                        "attention_mask: some prompts passed to generate are right-padded (last column is padding); "
                        "new tokens then follow the padding. Pad prompts on the left (tokenizer.padding_side = 'left').")
         k = self.num_tokens
@@ -934,11 +810,7 @@ class IAPTModel(nn.Module):
         sequences = result if isinstance(result, torch.Tensor) else result.sequences
         extra = sequences.shape[1] - batch.length
         soft = torch.nn.functional.pad(batch.soft_mask, (0, extra), value=False)
-        stripped = self._strip(sequences, soft)
-        if isinstance(result, torch.Tensor):
-            return stripped
-        result.sequences = stripped
-        return result
+        return replace_sequences(result, self._strip(sequences, soft))
 
     def unload(self) -> nn.Module:
         """Detach IAPT from the backbone (hooks, attention routing, modules_to_save stand-ins) and
@@ -972,92 +844,9 @@ class IAPTModel(nn.Module):
                 f"adapters={self.adapter_names}, active={self.active_adapter!r}")
 
 
-def _build_trainer_class():
-    import transformers
-
-    class IAPTTrainer(transformers.Trainer):
-        """transformers.Trainer whose checkpoints hold the IAPT adapters only, in the
-        :meth:`IAPTModel.save_adapter` format: the active adapter in the checkpoint folder, any
-        other adapter in a sub-folder named after it. (The plain Trainer would try to write the
-        whole backbone, which fails for models with tied weights.)
-
-        The optimizer is AdamW over :meth:`IAPTModel.param_groups` with ``args.learning_rate``
-        for the generators (gates at GATE_LR_SCALE times it); set ``learning_rate`` to
-        ``fastprompt.methods.iapt.DEFAULT_LR`` (1e-3) unless you tuned it. ``train(
-        resume_from_checkpoint=...)`` restores the adapters, and the Trainer restores the
-        optimizer, scheduler and RNG state from the same checkpoint."""
-
-        def _iapt_model(self, model=None):
-            model = self.accelerator.unwrap_model(model if model is not None else self.model)
-            return model if isinstance(model, IAPTModel) else None
-
-        def create_optimizer(self, model=None):
-            iapt = self._iapt_model(model)
-            if iapt is None or self.optimizer is not None or getattr(self, "optimizer_cls_and_kwargs", None):
-                return super().create_optimizer(model)
-            groups = iapt.param_groups(lr=self.args.learning_rate, weight_decay=self.args.weight_decay)
-            for g in groups:
-                g.pop("name", None)
-            self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate,
-                                               betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                               eps=self.args.adam_epsilon)
-            return self.optimizer
-
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
-            if not self.args.should_save:
-                return
-            model = self._iapt_model()
-            if model is None:
-                return super()._save(str(output_dir), state_dict)
-            model.save_adapter(output_dir, model.active_adapter)
-            for name in model.adapter_names:
-                if name != model.active_adapter:
-                    model.save_adapter(output_dir / name, name)
-            torch.save(self.args, output_dir / transformers.trainer.TRAINING_ARGS_NAME)
-
-        def _load_iapt(self, model: IAPTModel, folder) -> None:
-            folder = Path(folder)
-            if not (folder / CONFIG_NAME).is_file():
-                raise ValueError(f"resume_from_checkpoint: {str(folder)!r} holds no IAPT adapter ({CONFIG_NAME} "
-                                 "missing); pass a checkpoint folder written by IAPTTrainer")
-            for name in model.adapter_names:
-                source = folder if name == model.active_adapter else folder / name
-                if not (source / CONFIG_NAME).is_file():
-                    continue
-                state = dict(model.adapters[name].named_parameters())
-                loaded = IAPTModel._read_config(source)
-                from safetensors.torch import load_file
-
-                tensors = load_file(str(source / WEIGHTS_NAME))
-                if loaded.hyper_parameters() != model.adapters[name].config.hyper_parameters():
-                    raise ValueError(f"resume_from_checkpoint: the adapter {name!r} in {source} has a different "
-                                     "config from the model's")
-                with torch.no_grad():
-                    for key, tensor in tensors.items():
-                        if key in state:
-                            state[key].copy_(tensor)
-                        else:
-                            model.adapters[name].get_buffer(key).copy_(tensor)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            iapt = self._iapt_model(model)
-            if iapt is None:
-                return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            self._load_iapt(iapt, resume_from_checkpoint)
-
-        def _load_best_model(self):
-            iapt = self._iapt_model()
-            if iapt is None:
-                return super()._load_best_model()
-            self._load_iapt(iapt, self.state.best_model_checkpoint)
-
-    return IAPTTrainer
-
-
-def __getattr__(name):  # IAPTTrainer is built on first use, so importing this module needs no transformers
+def __getattr__(name):
     if name == "IAPTTrainer":
-        cls = _build_trainer_class()
-        globals()["IAPTTrainer"] = cls
-        return cls
+        from fastprompt.methods.trainer import deprecated_trainer
+
+        return deprecated_trainer(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

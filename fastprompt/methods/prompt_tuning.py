@@ -41,11 +41,12 @@ For DePT and EPT the offset is added to the input by column index of ``input_ids
 the padded batch gets ``(A @ B)[t]``), so inputs may have at most ``max_len`` tokens; pad on the
 right for these methods.
 
-Checkpoints (:meth:`PromptTuningModel.save_pretrained`): ``prompt_config.json`` and
-``prompt_weights.safetensors`` holding ``prompt_embeddings`` (the trained soft tokens, (L, d) or
-(m, d)), plus ``lowrank_A`` / ``lowrank_B`` (DePT, EPT) and the ``projection.*`` tensors (EPT).
-Plain prompt tuning also reads and writes PEFT prompt-tuning adapters (:meth:`export_peft`,
-:meth:`PromptTuningModel.from_peft`).
+Checkpoints (:meth:`~fastprompt.methods.base.AdapterModel.save_pretrained`, the format of every
+method): ``fastprompt_config.json`` and ``fastprompt_weights.safetensors`` holding
+``prompt_embeddings`` (the trained soft tokens, (L, d) or (m, d)), plus ``lowrank_A`` /
+``lowrank_B`` (DePT, EPT), the ``projection.*`` tensors (EPT) and the ``modules_to_save``
+(``base_model.<module>.<parameter>``). Plain prompt tuning also reads and writes PEFT
+prompt-tuning adapters (:meth:`export_peft`, :meth:`PromptTuningModel.from_peft`).
 """
 import json
 import math
@@ -57,13 +58,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from fastprompt.methods.base import (AdapterConfig, AdapterModel, config_attr, has_submodule, hidden_size,
+                                     positive_int, replace_sequences, warn_once)
 from fastprompt.nn.prompt import DePTPrompt, EPTPrompt, SoftPrompt
 
-CONFIG_NAME = "prompt_config.json"
-WEIGHTS_NAME = "prompt_weights.safetensors"
-PEFT_CONFIG_NAME = "adapter_config.json"
-PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
-PEFT_WEIGHTS_NAME_BIN = "adapter_model.bin"
 
 INITS = ("random", "vocab", "text", "tensor")
 PLACEMENTS = ("auto", "front", "after_first")
@@ -79,12 +77,10 @@ DEFAULT_LR = {
     "dept": {"lr_prompt": 3e-2, "lr_lowrank": 1e-3, "lr_head": 1e-3},
     "ept": {"lr_prompt": 3e-2, "lr_lowrank": 1e-3, "lr_projection": 1e-3, "lr_head": 1e-3},
 }
-# backbone fields a saved config carries (filled in from the model)
-BACKBONE_FIELDS = ("token_dim", "model_type", "base_model_name_or_path")
 
 
 @dataclass
-class PromptTuningConfig:
+class PromptTuningConfig(AdapterConfig):
     """Plain prompt tuning: ``num_virtual_tokens`` soft tokens before the input.
 
     Args:
@@ -126,6 +122,8 @@ class PromptTuningConfig:
     base_model_name_or_path: Optional[str] = None
 
     method = "prompt_tuning"
+    BACKBONE_FIELDS = ("token_dim", "model_type", "base_model_name_or_path")
+    UNSAVED_FIELDS = ("init_tensor",)
 
     def __post_init__(self):
         self.validate()
@@ -136,7 +134,7 @@ class PromptTuningConfig:
         return self.num_virtual_tokens
 
     def validate(self) -> None:
-        _positive("num_virtual_tokens", self.num_virtual_tokens)
+        positive_int("num_virtual_tokens", self.num_virtual_tokens)
         if self.init not in INITS:
             raise ValueError(f"init: expected one of {', '.join(map(repr, INITS))}, got {self.init!r}")
         if self.init == "text" and not self.init_text:
@@ -150,20 +148,8 @@ class PromptTuningConfig:
                 raise ValueError(f"init_tensor: expected shape ({self.prompt_length}, dim), got "
                                  f"{tuple(self.init_tensor.shape)}")
 
-    def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "init_tensor"}
-        return {"method": self.method, **data}
-
     @classmethod
-    def from_dict(cls, data: dict) -> "PromptTuningConfig":
-        data = dict(data)
-        method = data.pop("method", cls.method)
-        if method != cls.method:
-            raise ValueError(f"config: expected a {cls.method!r} config, got method {method!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"config: unknown {cls.method} config fields {unknown}")
+    def upgrade(cls, data: dict) -> dict:
         if data.get("init") == "tensor":  # the weights file holds the tensor; start from it
             data["init"] = "random"
         # configs written before these fields existed: the prompt sat in front, and only the
@@ -171,138 +157,11 @@ class PromptTuningConfig:
         data.setdefault("placement", "front")
         if data.get("modules_to_save") is None:
             data["modules_to_save"] = []
-        return cls(**data)
-
-
-@dataclass
-class DePTConfig(PromptTuningConfig):
-    """DePT: a short prompt of ``num_virtual_tokens`` (m) tokens and a low-rank offset
-    A (max_len, rank) @ B (rank, d) of the input embeddings. ``init*`` apply to the short prompt.
-    :func:`match_prompt_budget` picks (m, rank) with the parameter count of a plain prompt."""
-
-    rank: int = 8
-    max_len: int = 256
-
-    method = "dept"
-
-    def validate(self) -> None:
-        super().validate()
-        _positive("rank", self.rank)
-        _positive("max_len", self.max_len)
-
-
-@dataclass
-class EPTConfig(DePTConfig):
-    """EPT: DePT plus prompt fusion and a gated projection of the short prompt into
-    ``num_spaces`` subspaces (see :class:`fastprompt.nn.EPTPrompt`).
-
-    Args (besides DePT's):
-        num_spaces: N.
-        gate: ``"per_row"`` (every soft token computes its own mix of the spaces with a linear
-            gating network) or ``"shared"`` (one learned mix for the whole prompt).
-        projection_init_scale: s, the projection weights start as N(0, s^2 / d) (the projection
-            is a residual branch, so a small s starts EPT close to DePT with fusion).
-    """
-
-    num_spaces: int = 4
-    gate: str = "per_row"
-    projection_init_scale: float = 0.1
-
-    method = "ept"
-
-    def validate(self) -> None:
-        super().validate()
-        _positive("num_spaces", self.num_spaces)
-        if self.gate not in ("per_row", "shared"):
-            raise ValueError(f"gate: expected 'per_row' or 'shared', got {self.gate!r}")
-
-
-CONFIG_CLASSES = {c.method: c for c in (PromptTuningConfig, DePTConfig, EPTConfig)}
-
-
-def _positive(name: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-
-
-# ---- parameter budget --------------------------------------------------------------------------
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of a module or wrapped model."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def dept_parameter_count(num_tokens: int, rank: int, dim: int, max_len: int) -> int:
-    """Trainable parameters of DePT: m*d + r*(max_len + d)."""
-    return num_tokens * dim + rank * (max_len + dim)
-
-
-def match_prompt_budget(num_virtual_tokens: int, dim: int, max_len: int, num_tokens: Optional[int] = None,
-                        rank: Optional[int] = None) -> Tuple[int, int]:
-    """(m, r) for DePT / EPT with at most the parameters of a plain prompt of L tokens.
-
-    DePT's rule: ``m*d + r*(max_len + d) <= L*d``. Give ``num_tokens`` (m) to get the largest rank
-    that fits, or ``rank`` to get the largest m; with neither, m = round(0.6 L) (DePT's main
-    setting, e.g. L=100 -> m=60, r=30 for d=768, max_len=256). Raises ValueError when nothing fits.
-    """
-    for name, value in (("num_virtual_tokens", num_virtual_tokens), ("dim", dim), ("max_len", max_len)):
-        _positive(name, value)
-    budget = num_virtual_tokens * dim
-    if num_tokens is not None and rank is not None:
-        raise ValueError("num_tokens, rank: give at most one of them; the other is chosen to fit the budget")
-    if rank is not None:
-        _positive("rank", rank)
-        m = (budget - rank * (max_len + dim)) // dim
-        if m < 1:
-            raise ValueError(f"rank: a rank of {rank} leaves no room for a short prompt within the budget of "
-                             f"{num_virtual_tokens} soft tokens (d={dim}, max_len={max_len})")
-        return int(m), rank
-    if num_tokens is None:
-        num_tokens = max(1, int(round(0.6 * num_virtual_tokens)))
-    _positive("num_tokens", num_tokens)
-    r = (budget - num_tokens * dim) // (max_len + dim)
-    if r < 1:
-        raise ValueError(f"num_tokens: a short prompt of {num_tokens} tokens leaves no room for a rank >= 1 "
-                         f"within the budget of {num_virtual_tokens} soft tokens (d={dim}, max_len={max_len})")
-    return num_tokens, int(r)
-
-
-def _warn_once(owner, key: str, message: str, stacklevel: int = 3) -> None:
-    """``message`` as a UserWarning, once per wrapper object and ``key``."""
-    seen = owner.__dict__.setdefault("_warned", set())
-    if key not in seen:
-        seen.add(key)
-        warnings.warn(message, UserWarning, stacklevel=stacklevel)
-
-
-def _checkpoint_files(directory: Path) -> Tuple[Path, Path]:
-    """(config, weights) paths of a save_pretrained folder; FileNotFoundError naming the folder
-    and the files expected in it otherwise."""
-    expected = f"{CONFIG_NAME} and {WEIGHTS_NAME}"
-    if not directory.is_dir():
-        raise FileNotFoundError(f"directory: {directory} does not exist (expected a folder holding {expected}, "
-                                "written by save_pretrained)")
-    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    missing = [p.name for p in (config_path, weights_path) if not p.is_file()]
-    if missing:
-        hint = ""
-        if (directory / PEFT_CONFIG_NAME).is_file():
-            hint = f"; it holds a PEFT adapter ({PEFT_CONFIG_NAME}): load it with PromptTuningModel.from_peft"
-        raise FileNotFoundError(f"directory: {directory} has no {' and no '.join(missing)} (expected {expected}, "
-                                f"written by save_pretrained){hint}")
-    return config_path, weights_path
-
-
-def _has_submodule(model: nn.Module, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-        return True
-    except AttributeError:
-        return False
+        return data
 
 
 def _check_backbone(cfg: PromptTuningConfig, model: nn.Module, source) -> None:
-    hidden = _config_attr(model, "hidden_size", "n_embd", "d_model")
+    hidden = config_attr(model, "hidden_size", "n_embd", "d_model")
     model_type = str(getattr(model.config, "model_type", ""))
     if cfg.token_dim and hidden and int(cfg.token_dim) != int(hidden):
         raise ValueError(f"{source}: the prompt was trained for a backbone with hidden size {cfg.token_dim} "
@@ -315,15 +174,7 @@ def _check_backbone(cfg: PromptTuningConfig, model: nn.Module, source) -> None:
 
 # ---- the wrapper -------------------------------------------------------------------------------
 
-def _config_attr(model: nn.Module, *names):
-    for name in names:
-        value = getattr(model.config, name, None)
-        if value:
-            return value
-    return None
-
-
-class PromptTuningModel(nn.Module):
+class PromptTuningModel(AdapterModel):
     """A frozen transformers model with a trainable soft prompt before its input.
 
     Args:
@@ -338,45 +189,62 @@ class PromptTuningModel(nn.Module):
     """
 
     config_class = PromptTuningConfig
+    _build_kwargs = ("tokenizer",)
+    # prompt_encoder state names -> checkpoint keys
+    _SAVE_KEYS = {"weight": "prompt_embeddings"}
 
-    def __init__(self, model: nn.Module, config: Optional[PromptTuningConfig] = None, tokenizer=None,
-                 **config_kwargs):
-        super().__init__()
+    def __init__(self, model: nn.Module, config: Optional[PromptTuningConfig] = None, adapter_name: str = "default",
+                 tokenizer=None, **config_kwargs):
+        if adapter_name is not None and not isinstance(adapter_name, str):  # the old signature (model, config, tokenizer)
+            warnings.warn(f"{type(self).__name__}(model, config, tokenizer): pass the tokenizer as tokenizer=...; "
+                          "the third argument is now adapter_name", DeprecationWarning, stacklevel=2)
+            adapter_name, tokenizer = "default", adapter_name
         if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
             raise ValueError(f"model: {type(model).__name__} has no input embeddings (get_input_embeddings)")
-        self.base_model = model
+        super().__init__(model)
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
-        hidden = _config_attr(model, "hidden_size", "n_embd", "d_model")
-        if not hidden:
-            raise ValueError("model: its config has no hidden_size / n_embd / d_model")
-        self.token_dim = int(hidden)
+        self.token_dim = hidden_size(model)
         embedding_dim = self.word_embeddings.weight.shape[1]
         if embedding_dim != self.token_dim:
             raise ValueError(f"model: word embeddings of width {embedding_dim} differ from the hidden size "
                              f"{self.token_dim}")
-        self.model_type = str(getattr(model.config, "model_type", ""))
-        for p in model.parameters():
-            p.requires_grad_(False)
-        if config is not None and type(config) is not self.config_class:
-            hint = METHOD_CLASSES.get(getattr(config, "method", None))
-            raise ValueError(f"config: {type(self).__name__} expects a {self.config_class.__name__}, got "
-                             f"{type(config).__name__}" + (f" (use {hint.__name__})" if hint else ""))
-        values = {f.name: getattr(config, f.name) for f in fields(self.config_class)} if config else {}
-        values.update(config_kwargs)
-        values.update(self._backbone_fields())
-        if values.get("placement", "auto") == "auto":
-            values["placement"] = "after_first" if self._is_first_token_encoder() else "front"
-        if values.get("modules_to_save") is None:
-            values["modules_to_save"] = self._default_modules_to_save()
-        self.prompt_config = self.config_class(**values)
-        if self.is_encoder_decoder and self.prompt_config.placement != "front":
+        self.add_adapter(adapter_name, config, tokenizer=tokenizer, **config_kwargs)
+
+    @property
+    def prompt_config(self) -> PromptTuningConfig:
+        """The config of the active adapter."""
+        return self.adapter_config
+
+    @property
+    def prompt_encoder(self) -> nn.Module:
+        """The active adapter's prompt module (SoftPrompt, DePTPrompt or EPTPrompt)."""
+        return self.adapters[self.active_adapter]
+
+    def _make_config(self, config, config_kwargs: dict) -> PromptTuningConfig:
+        cfg = super()._make_config(config, config_kwargs)
+        if cfg.placement == "auto":
+            cfg.placement = "after_first" if self._is_first_token_encoder() else "front"
+        if cfg.modules_to_save is None:
+            cfg.modules_to_save = self._default_modules_to_save()
+        return cfg
+
+    def _build_adapter(self, cfg: PromptTuningConfig, tokenizer=None) -> nn.Module:
+        if self.is_encoder_decoder and cfg.placement != "front":
             raise ValueError("placement: encoder-decoder models take the prompt in front of the encoder input "
                              "(placement='front')")
-        self._check_dtype_device()
-        self.prompt_encoder = self._build_encoder(self.prompt_config)
-        self._initialise(self.prompt_config, tokenizer)
-        for name in self.prompt_config.modules_to_save or []:
+        others = list(self.adapter_configs.values())
+        if others and (cfg.modules_to_save or any(c.modules_to_save for c in others)):
+            raise ValueError("modules_to_save: a prompt adapter with modules_to_save trains the backbone's own "
+                             "modules (e.g. its classifier), so it cannot share the model with other adapters; "
+                             "wrap another copy of the backbone")
+        if others and cfg.placement != others[0].placement:
+            raise ValueError(f"placement: every adapter on one model must use the same placement "
+                             f"({others[0].placement!r}), got {cfg.placement!r}")
+        encoder = self._build_encoder(cfg)
+        self._initialise(cfg, tokenizer, self._soft_prompt(encoder))
+        for name in cfg.modules_to_save or []:
             self._saved_module(name).requires_grad_(True)
+        return encoder
 
     def _is_first_token_encoder(self) -> bool:
         """A BERT-family encoder (bidirectional, reads [CLS] at position 0)."""
@@ -388,15 +256,8 @@ class PromptTuningModel(nn.Module):
     def _default_modules_to_save(self) -> List[str]:
         name = type(self.base_model).__name__
         if name.endswith("ForSequenceClassification") or name.endswith("ForTokenClassification"):
-            return [h for h in ("classifier", "score") if _has_submodule(self.base_model, h)][:1]
+            return [h for h in ("classifier", "score") if has_submodule(self.base_model, h)][:1]
         return []
-
-    def _check_dtype_device(self) -> None:
-        weight = self.word_embeddings.weight
-        if weight.dtype == torch.float16 and weight.device.type == "cpu":
-            _warn_once(self, "fp16-cpu", "model: the backbone is float16 on the CPU, where float16 runs many times "
-                       "slower than float32 (measured 25x on a real model); use float32 or bfloat16 on the CPU, or "
-                       "move the model to a GPU", stacklevel=4)
 
     def _saved_module(self, name: str) -> nn.Module:
         try:
@@ -404,10 +265,10 @@ class PromptTuningModel(nn.Module):
         except AttributeError:
             raise ValueError(f"modules_to_save: {type(self.base_model).__name__} has no sub-module {name!r}") from None
 
-    def _saved_module_parameters(self) -> Dict[str, nn.Parameter]:
+    def _saved_module_parameters(self, adapter_name: Optional[str] = None) -> Dict[str, nn.Parameter]:
         """``base_model.<module>.<parameter>`` -> parameter, for modules_to_save."""
         out = {}
-        for name in self.prompt_config.modules_to_save or []:
+        for name in self.adapter_configs[adapter_name or self.active_adapter].modules_to_save or []:
             for pname, p in self._saved_module(name).named_parameters():
                 out[f"base_model.{name}.{pname}"] = p
         return out
@@ -416,11 +277,6 @@ class PromptTuningModel(nn.Module):
     @property
     def word_embeddings(self) -> nn.Module:
         return self.base_model.get_input_embeddings()
-
-    @property
-    def config(self):
-        """The backbone's config (what training utilities such as Trainer look for)."""
-        return self.base_model.config
 
     @property
     def num_virtual_tokens(self) -> int:
@@ -438,13 +294,14 @@ class PromptTuningModel(nn.Module):
     def _build_encoder(self, cfg: PromptTuningConfig) -> nn.Module:
         return SoftPrompt(cfg.num_virtual_tokens, self.token_dim, device=self._device(), dtype=torch.float32)
 
-    def _soft_prompt(self) -> SoftPrompt:
-        """The SoftPrompt module whose weight is saved as ``prompt_embeddings``."""
-        return self.prompt_encoder
+    def _soft_prompt(self, encoder: Optional[nn.Module] = None) -> SoftPrompt:
+        """The SoftPrompt module (of ``encoder``, default the active one) whose weight is saved as
+        ``prompt_embeddings``."""
+        return self.prompt_encoder if encoder is None else encoder
 
     @torch.no_grad()
-    def _initialise(self, cfg: PromptTuningConfig, tokenizer) -> None:
-        weight = self._soft_prompt().weight
+    def _initialise(self, cfg: PromptTuningConfig, tokenizer, soft_prompt: SoftPrompt) -> None:
+        weight = soft_prompt.weight
         length, dim = weight.shape
         table = self.word_embeddings.weight
         gen = None
@@ -577,7 +434,7 @@ class PromptTuningModel(nn.Module):
         time, so one collator serves every method.
         """
         if kwargs.pop("instruction_mask", None) is not None:
-            _warn_once(self, "instruction_mask", f"instruction_mask: {type(self).__name__} does not use an "
+            warn_once(self, "instruction_mask", f"instruction_mask: {type(self).__name__} does not use an "
                        "instruction mask (the soft prompt is the same for every input); it is ignored", stacklevel=3)
         self._check_dtype_device()
         embeds, attention_mask, num = self._prepend(input_ids, inputs_embeds, attention_mask)
@@ -680,7 +537,7 @@ class PromptTuningModel(nn.Module):
         kwargs.pop("instruction_mask", None)
         if (not self.is_encoder_decoder and attention_mask is not None and attention_mask.dim() == 2
                 and attention_mask.shape[1] > 0 and not bool(attention_mask[:, -1].all())):
-            _warn_once(self, "right-padding", "attention_mask: some prompts end in padding (right-padded); a decoder "
+            warn_once(self, "right-padding", "attention_mask: some prompts end in padding (right-padded); a decoder "
                        "then continues after the padding and its answers are wrong. Pad prompts on the left for "
                        "generate() (tokenizer.padding_side = 'left')", stacklevel=3)
         embeds, attention_mask, num = self._prepend(input_ids, kwargs.pop("inputs_embeds", None), attention_mask)
@@ -701,11 +558,7 @@ class PromptTuningModel(nn.Module):
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
         # generate() of a decoder fed inputs_embeds only returns the new tokens; put the caller's
         # tokens in front
-        full = torch.cat([input_ids.to(sequences.device), sequences], dim=1)
-        if isinstance(output, torch.Tensor):
-            return full
-        output.sequences = full
-        return output
+        return replace_sequences(output, torch.cat([input_ids.to(sequences.device), sequences], dim=1))
 
     def _decode_offset_hook(self, length: int):
         """During generate(): a hook on the input embeddings for the decoding steps (None when the
@@ -713,13 +566,6 @@ class PromptTuningModel(nn.Module):
         return None
 
     # ---- training helpers --------------------------------------------------------------------
-    def trainable_parameters(self) -> List[nn.Parameter]:
-        params = [p for p in self.prompt_encoder.parameters() if p.requires_grad]
-        return params + [p for p in self._saved_module_parameters().values() if p.requires_grad]
-
-    def num_trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.trainable_parameters())
-
     def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
         """Trainable parameters by learning-rate group name (``lr_prompt``, ``lr_head``, ...)."""
         return {"lr_prompt": [p for p in self.prompt_encoder.parameters() if p.requires_grad],
@@ -770,362 +616,54 @@ class PromptTuningModel(nn.Module):
         return report
 
     # ---- save and load -----------------------------------------------------------------------
-    @staticmethod
-    def _save_key(name: str) -> str:
-        """Checkpoint key of a prompt_encoder state entry."""
-        return {"weight": "prompt_embeddings", "prompt.weight": "prompt_embeddings",
-                "offset.A": "lowrank_A", "offset.B": "lowrank_B"}.get(name, name)
-
-    def _state_for_save(self) -> Dict[str, torch.Tensor]:
-        state = {self._save_key(name): tensor.detach().contiguous().cpu()
-                 for name, tensor in self.prompt_encoder.state_dict().items()}
-        for key, p in self._saved_module_parameters().items():
-            state[key] = p.detach().contiguous().cpu()
+    def _adapter_tensors(self, name: str) -> Dict[str, torch.Tensor]:
+        state = {self._SAVE_KEYS.get(key, key): t for key, t in self.adapters[name].state_dict(keep_vars=True).items()}
+        state.update(self._saved_module_parameters(name))
         return state
 
-    def _load_state(self, state: Dict[str, torch.Tensor], source) -> None:
-        own = self.prompt_encoder.state_dict()
-        wanted = {self._save_key(name): name for name in own}
-        saved = self._saved_module_parameters()
-        missing = sorted((set(wanted) | set(saved)) - set(state))
-        unexpected = sorted(set(state) - set(wanted) - set(saved))
-        if missing or unexpected:
-            raise ValueError(f"{source}: weights do not match a {self.prompt_config.method!r} prompt "
-                             f"(missing {missing}, unexpected {unexpected})")
-        for key, name in wanted.items():
-            if tuple(state[key].shape) != tuple(own[name].shape):
-                raise ValueError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, expected "
-                                 f"{tuple(own[name].shape)}")
-        for key, p in saved.items():
-            if tuple(state[key].shape) != tuple(p.shape):
-                raise ValueError(f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, expected "
-                                 f"{tuple(p.shape)}")
-        self.prompt_encoder.load_state_dict({name: state[key] for key, name in wanted.items()})
-        with torch.no_grad():
-            for key, p in saved.items():
-                p.copy_(state[key].to(p.device, p.dtype))
-
-    def save_pretrained(self, directory: Union[str, Path]) -> None:
-        """Write ``prompt_config.json`` and ``prompt_weights.safetensors``."""
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps(self.prompt_config.to_dict(), indent=2))
-        save_file(self._state_for_save(), str(directory / WEIGHTS_NAME),
-                  metadata={"format": "pt", "method": self.prompt_config.method})
-
     @classmethod
-    def from_pretrained(cls, model: nn.Module, directory: Union[str, Path]) -> "PromptTuningModel":
-        """Load a prompt written by :meth:`save_pretrained` onto ``model`` (the class follows the
-        saved method when called on :class:`PromptTuningModel`).
+    def _check_backbone(cls, cfg: PromptTuningConfig, model: nn.Module, source) -> None:
+        _check_backbone(cfg, model, source)
 
-        Raises ValueError when the prompt was trained for a different backbone."""
-        from safetensors.torch import load_file
+    @staticmethod
+    def _config_for_loading(cfg: PromptTuningConfig) -> dict:
+        values = cfg.hyper_parameters()
+        values.update(init="random", init_tensor=None)  # the checkpoint holds the trained values
+        return values
 
-        directory = Path(directory)
-        config_path, weights_path = _checkpoint_files(directory)
-        data = json.loads(config_path.read_text())
-        method = data.get("method", "prompt_tuning")
-        if method not in CONFIG_CLASSES:
-            raise ValueError(f"{config_path}: unknown method {method!r}; expected one of {sorted(CONFIG_CLASSES)}")
-        klass = METHOD_CLASSES[method]
-        if not issubclass(klass, cls):
-            raise ValueError(f"{config_path}: holds a {method!r} prompt, which {cls.__name__} cannot load (use "
-                             f"{klass.__name__} or PromptTuningModel.from_pretrained)")
-        cfg = CONFIG_CLASSES[method].from_dict(data)
-        _check_backbone(cfg, model, directory)
-        values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in BACKBONE_FIELDS}
-        values["init"] = "random"
-        wrapper = klass(model, CONFIG_CLASSES[method](**values))
-        wrapper.prompt_config.init = data.get("init", cfg.init)
-        wrapper.prompt_config.seed = cfg.seed
-        wrapper._load_state(load_file(str(weights_path)), weights_path)
-        return wrapper
+    def _after_load(self, name: str, cfg: PromptTuningConfig) -> None:
+        mine = self.adapter_configs[name]
+        mine.init, mine.init_text, mine.seed = cfg.init, cfg.init_text, cfg.seed
 
-    def load_weights(self, directory: Union[str, Path]) -> None:
-        """Load the prompt (and modules_to_save) written by :meth:`save_pretrained` into this
-        model in place (e.g. to resume training). Raises ValueError when the checkpoint holds
-        another method, another placement, or tensors of other shapes."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        config_path, weights_path = _checkpoint_files(directory)
-        data = json.loads(config_path.read_text())
-        method = data.get("method", "prompt_tuning")
-        if method != self.prompt_config.method:
-            raise ValueError(f"{config_path}: holds a {method!r} prompt; this model is {self.prompt_config.method!r}")
-        cfg = CONFIG_CLASSES[method].from_dict(data)
-        _check_backbone(cfg, self.base_model, directory)
-        if cfg.placement != self.prompt_config.placement:
-            raise ValueError(f"{config_path}: the prompt was trained with placement {cfg.placement!r}; this model uses "
-                             f"{self.prompt_config.placement!r}")
-        self._load_state(load_file(str(weights_path)), weights_path)
+    def _check_same_config(self, mine: PromptTuningConfig, saved: PromptTuningConfig, source) -> None:
+        if saved.placement != mine.placement:
+            raise ValueError(f"{source}: the prompt was trained with placement {saved.placement!r}; this model uses "
+                             f"{mine.placement!r}")
 
     # ---- PEFT interop ------------------------------------------------------------------------
-    def _peft_task_type(self) -> str:
-        name = type(self.base_model).__name__
-        if self.is_encoder_decoder:
-            return "SEQ_2_SEQ_LM"
-        if name.endswith("ForSequenceClassification"):
-            return "SEQ_CLS"
-        if name.endswith("ForTokenClassification"):
-            return "TOKEN_CLS"
-        if name.endswith("ForQuestionAnswering"):
-            return "QUESTION_ANS"
-        if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
-            return "CAUSAL_LM"
-        return "FEATURE_EXTRACTION"
-
     def export_peft(self, directory: Union[str, Path]) -> None:
-        """Write a PEFT prompt-tuning adapter (``adapter_config.json``, ``adapter_model.safetensors``
-        with ``prompt_embeddings`` (L, d)) that ``peft.PeftModel.from_pretrained`` loads.
+        """Write a PEFT prompt-tuning adapter (see :func:`fastprompt.methods.peft_interop.export_peft`)."""
+        from fastprompt.methods.peft_interop import export_peft
 
-        Only plain prompt tuning maps onto PEFT; DePT's and EPT's input offsets have no PEFT form."""
-        if type(self.prompt_config) is not PromptTuningConfig:
-            raise ValueError(f"export_peft: PEFT prompt tuning has no form for {self.prompt_config.method!r} "
-                             "(its low-rank input offset); use save_pretrained")
-        if self.prompt_config.placement != "front":
-            raise ValueError(f"export_peft: PEFT puts the soft tokens before the whole input; this prompt was placed "
-                             f"{self.prompt_config.placement!r} (after [CLS]) and would give other outputs there. "
-                             "Train with placement='front' to export to PEFT, or use save_pretrained")
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        layers = _config_attr(self.base_model, "num_hidden_layers", "n_layer", "num_layers")
-        heads = _config_attr(self.base_model, "num_attention_heads", "n_head", "num_heads")
-        peft_config = {
-            "peft_type": "PROMPT_TUNING",
-            "task_type": self._peft_task_type(),
-            "auto_mapping": None,
-            "base_model_name_or_path": self.prompt_config.base_model_name_or_path,
-            "revision": None,
-            "inference_mode": True,
-            "num_virtual_tokens": self.num_virtual_tokens,
-            "token_dim": self.token_dim,
-            "num_transformer_submodules": 1,
-            "num_attention_heads": heads,
-            "num_layers": layers,
-            "prompt_tuning_init": "RANDOM",
-            "prompt_tuning_init_text": None,
-            "tokenizer_name_or_path": self.prompt_config.tokenizer_name_or_path,
-            "tokenizer_kwargs": None,
-            "modules_to_save": None,
-        }
-        state = {"prompt_embeddings": self._soft_prompt().weight.detach().contiguous().cpu()}
-        # PEFT trains (and expects in the adapter) the classification head of SEQ_CLS / TOKEN_CLS
-        # models, and any other modules_to_save; write the backbone's current ones
-        saved = list(self.prompt_config.modules_to_save or [])
-        if peft_config["task_type"] in ("SEQ_CLS", "TOKEN_CLS"):
-            saved += [h for h in ("classifier", "score") if h not in saved and _has_submodule(self.base_model, h)]
-        for name in saved:
-            for pname, p in self._saved_module(name).named_parameters():
-                state[f"base_model.{name}.{pname}"] = p.detach().contiguous().cpu()
-        peft_config["modules_to_save"] = saved or None
-        (directory / PEFT_CONFIG_NAME).write_text(json.dumps(peft_config, indent=2))
-        save_file(state, str(directory / PEFT_WEIGHTS_NAME), metadata={"format": "pt"})
+        export_peft(self, directory)
 
     @classmethod
     def from_peft(cls, model: nn.Module, directory: Union[str, Path]) -> "PromptTuningModel":
-        """Load a PEFT prompt-tuning adapter (``adapter_config.json`` with peft_type PROMPT_TUNING and
-        ``adapter_model.safetensors`` / ``.bin`` holding ``prompt_embeddings``) onto ``model``.
-        The prompt keeps PEFT's placement (before the whole input, ``placement="front"``), so the
-        outputs equal PEFT's, BERT-family models included.
-
-        For encoder-decoder adapters saved with two transformer submodules, the first L rows
-        (the encoder prompt, the only part PEFT's prompt tuning feeds to the model) are used."""
+        """Load a PEFT prompt-tuning adapter (see :func:`fastprompt.methods.peft_interop.from_peft`)."""
         if cls is not PromptTuningModel:
             raise ValueError(f"from_peft: PEFT prompt-tuning adapters load as PromptTuningModel, not {cls.__name__}")
-        directory = Path(directory)
-        config_path = directory / PEFT_CONFIG_NAME
-        if not directory.is_dir():
-            raise FileNotFoundError(f"directory: {directory} does not exist (expected a folder with {PEFT_CONFIG_NAME} "
-                                    f"and {PEFT_WEIGHTS_NAME}, written by PEFT's save_pretrained)")
-        if not config_path.is_file():
-            raise FileNotFoundError(f"directory: expected {PEFT_CONFIG_NAME} in {directory}")
-        data = json.loads(config_path.read_text())
-        peft_type = str(data.get("peft_type", "")).upper()
-        if peft_type != "PROMPT_TUNING":
-            raise ValueError(f"{config_path}: expected a PEFT prompt-tuning adapter (peft_type PROMPT_TUNING), got "
-                             f"{data.get('peft_type')!r}")
-        length = int(data["num_virtual_tokens"])
-        token_dim = data.get("token_dim")
-        if directory.joinpath(PEFT_WEIGHTS_NAME).is_file():
-            from safetensors.torch import load_file
+        from fastprompt.methods.peft_interop import from_peft
 
-            state = load_file(str(directory / PEFT_WEIGHTS_NAME))
-        elif directory.joinpath(PEFT_WEIGHTS_NAME_BIN).is_file():
-            state = torch.load(directory / PEFT_WEIGHTS_NAME_BIN, map_location="cpu", weights_only=True)
-        else:
-            raise FileNotFoundError(f"directory: expected {PEFT_WEIGHTS_NAME} in {directory}")
-        if "prompt_embeddings" not in state:
-            raise ValueError(f"{directory}: the adapter holds no 'prompt_embeddings' (keys {sorted(state)})")
-        weight = state["prompt_embeddings"]
-        hidden = _config_attr(model, "hidden_size", "n_embd", "d_model")
-        if weight.dim() != 2 or weight.shape[0] < length:
-            raise ValueError(f"{directory}: prompt_embeddings of shape {tuple(weight.shape)} do not hold "
-                             f"{length} virtual tokens")
-        if (token_dim and int(token_dim) != int(hidden)) or weight.shape[1] != int(hidden):
-            raise ValueError(f"{directory}: the adapter was trained for a backbone with hidden size "
-                             f"{weight.shape[1]}; this model has hidden size {hidden}")
-        # modules PEFT saved with the prompt (e.g. a trained classification head): base_model.<module>.<param>
-        heads = sorted({k[len("base_model."):].rsplit(".", 1)[0] for k in state if k.startswith("base_model.")})
-        heads = [h.replace(".modules_to_save.default", "") for h in heads]
-        config = PromptTuningConfig(num_virtual_tokens=length, init="tensor", init_tensor=weight[:length].float(),
-                                    tokenizer_name_or_path=data.get("tokenizer_name_or_path"),
-                                    modules_to_save=heads, placement="front")
-        wrapper = cls(model, config)
-        with torch.no_grad():
-            for key, p in wrapper._saved_module_parameters().items():
-                if key not in state:
-                    raise ValueError(f"{directory}: the adapter has no tensor {key!r}")
-                p.copy_(state[key].to(p.device, p.dtype))
-        return wrapper
+        return from_peft(model, directory)
 
     def extra_repr(self) -> str:
         return (f"method={self.prompt_config.method}, num_virtual_tokens={self.num_virtual_tokens}, "
                 f"token_dim={self.token_dim}, model_type={self.model_type!r}")
 
 
-class DePTModel(PromptTuningModel):
-    """DePT on a frozen transformers model: a short prompt of m soft tokens before the input and a
-    low-rank offset A @ B added to the input token embeddings by position (B zero-initialised).
-
-    Use :meth:`param_groups` for the separate learning rates of the prompt and the low-rank pair
-    (DePT trains the low-rank pair with a much smaller learning rate than the prompt)."""
-
-    config_class = DePTConfig
-
-    def _build_encoder(self, cfg: DePTConfig) -> nn.Module:
-        return DePTPrompt(cfg.num_virtual_tokens, cfg.max_len, cfg.rank, self.token_dim, device=self._device(),
-                          dtype=torch.float32)
-
-    def _soft_prompt(self) -> SoftPrompt:
-        return self.prompt_encoder.prompt
-
-    def embed_inputs(self, input_ids=None, inputs_embeds=None) -> torch.Tensor:
-        embeds = super().embed_inputs(input_ids, inputs_embeds)
-        return self.prompt_encoder.offset(embeds)
-
-    def _decode_offset_hook(self, length: int):
-        """The tokens generated after the input get the offset of their positions too (T, T+1, ...),
-        as they do in forward() on the whole sequence: the decoding steps embed new tokens
-        through the input-embedding module, which this hook extends. A generation that runs past
-        max_len raises ValueError."""
-        offset = self.prompt_encoder.offset
-        state = {"position": length}
-
-        def hook(module, args, output):
-            start = state["position"]
-            state["position"] = start + output.shape[-2]
-            return output + offset.rows(start, start + output.shape[-2]).to(output.dtype)
-
-        return self.word_embeddings.register_forward_hook(hook)
-
-    def lowrank_parameters(self) -> List[nn.Parameter]:
-        return [self.prompt_encoder.offset.A, self.prompt_encoder.offset.B]
-
-    def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
-        low = {id(p) for p in self.lowrank_parameters()}
-        groups = super()._group_parameters()
-        groups["lr_lowrank"] = [p for p in self.lowrank_parameters() if p.requires_grad]
-        groups["lr_prompt"] = [p for p in groups["lr_prompt"] if id(p) not in low]
-        return groups
-
-
-class EPTModel(DePTModel):
-    """EPT on a frozen transformers model: DePT's low-rank offset of the input embeddings, and
-    the short prompt fused with the low-rank knowledge and passed through a gated multi-space
-    projection (:class:`fastprompt.nn.EPTPrompt` has the exact formulation) before the input.
-
-    :meth:`param_groups` puts the short prompt at ``lr_prompt``, the low-rank pair at
-    ``lr_lowrank`` and the projection and its gate at ``lr_projection``."""
-
-    config_class = EPTConfig
-
-    def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
-        groups = super()._group_parameters()
-        projection = {id(p) for p in self.prompt_encoder.projection.parameters()}
-        groups["lr_projection"] = [p for p in self.prompt_encoder.projection.parameters() if p.requires_grad]
-        groups["lr_prompt"] = [p for p in groups["lr_prompt"] if id(p) not in projection]
-        return groups
-
-    def _build_encoder(self, cfg: EPTConfig) -> nn.Module:
-        return EPTPrompt(cfg.num_virtual_tokens, cfg.max_len, cfg.rank, self.token_dim, num_spaces=cfg.num_spaces,
-                         gate=cfg.gate, projection_init_scale=cfg.projection_init_scale, device=self._device(),
-                         dtype=torch.float32)
-
-
-METHOD_CLASSES = {"prompt_tuning": PromptTuningModel, "dept": DePTModel, "ept": EPTModel}
-
-
-def _build_trainer_class():
-    import transformers
-
-    class PromptTuningTrainer(transformers.Trainer):
-        """transformers.Trainer whose checkpoints hold the prompt only, in the
-        :meth:`PromptTuningModel.save_pretrained` format (loadable with ``from_pretrained``).
-        (The plain Trainer would write the whole backbone, which fails for tied weights.)
-
-        - ``train(resume_from_checkpoint=...)`` (a checkpoint folder or True for the last one)
-          restores the prompt (and modules_to_save) into the model, and the Trainer restores the
-          optimizer, the scheduler, the RNG states and the data position from the same folder, so
-          a resumed run ends where an uninterrupted one does.
-        - ``load_best_model_at_end`` reloads the best checkpoint's prompt.
-        - Without ``optimizers``, the optimizer is AdamW (or ``args.optim``) over
-          :meth:`PromptTuningModel.param_groups`: the method's default learning rates, not
-          ``args.learning_rate`` (whose default of 5e-5 is far too small for soft prompts); pass
-          ``param_groups={"lr_prompt": ..., "scale": ...}`` to change them, or your own optimizer
-          in ``optimizers=(optimizer, None)``. ``args.weight_decay`` applies to every group.
-        """
-
-        def __init__(self, *args, param_groups: Optional[dict] = None, **kwargs):
-            self.param_group_kwargs = dict(param_groups or {})
-            super().__init__(*args, **kwargs)
-
-        def _prompt_model(self):
-            model = self.accelerator.unwrap_model(self.model)
-            return model if isinstance(model, PromptTuningModel) else None
-
-        def create_optimizer(self, model=None):
-            wrapper = self._prompt_model()
-            if self.optimizer is not None or wrapper is None:
-                return super().create_optimizer(model)
-            optimizer_cls, optimizer_kwargs = transformers.Trainer.get_optimizer_cls_and_kwargs(self.args)
-            optimizer_kwargs.pop("lr", None)
-            kwargs = {"weight_decay": self.args.weight_decay, **self.param_group_kwargs}
-            self.optimizer = optimizer_cls(wrapper.param_groups(**kwargs), **optimizer_kwargs)
-            return self.optimizer
-
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = Path(output_dir if output_dir is not None else self.args.output_dir)
-            if not self.args.should_save:
-                return
-            model = self._prompt_model()
-            if model is None:
-                return super()._save(str(output_dir), state_dict)
-            model.save_pretrained(output_dir)
-            torch.save(self.args, output_dir / transformers.trainer.TRAINING_ARGS_NAME)
-
-        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-            wrapper = self._prompt_model()
-            if wrapper is None:
-                return super()._load_from_checkpoint(resume_from_checkpoint, model)
-            wrapper.load_weights(resume_from_checkpoint)
-
-        def _load_best_model(self):
-            wrapper = self._prompt_model()
-            if wrapper is None:
-                return super()._load_best_model()
-            wrapper.load_weights(self.state.best_model_checkpoint)
-
-    return PromptTuningTrainer
-
-
-def __getattr__(name):  # the Trainer is built on first use, so importing this module needs no transformers
+def __getattr__(name):
     if name == "PromptTuningTrainer":
-        cls = _build_trainer_class()
-        globals()["PromptTuningTrainer"] = cls
-        return cls
+        from fastprompt.methods.trainer import deprecated_trainer
+
+        return deprecated_trainer(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,8 +2,9 @@
 
 Formats:
 
-* fastprompt prompt tuning: a directory with ``prompt_config.json`` and
-  ``prompt_weights.safetensors`` (tensor ``prompt_embeddings``, (L, d));
+* a fastprompt prompt-tuning adapter folder (``save_pretrained``): ``fastprompt_config.json`` and
+  ``fastprompt_weights.safetensors`` (or the earlier ``prompt_config.json`` /
+  ``prompt_weights.safetensors``), tensor ``prompt_embeddings``, (L, d);
 * PEFT prompt tuning: a directory with ``adapter_config.json`` (``peft_type`` PROMPT_TUNING) and
   ``adapter_model.safetensors`` (or the older ``adapter_model.bin``), tensor ``prompt_embeddings``;
 * a single ``.safetensors`` file holding ``prompt_embeddings`` (or one 2-D tensor).
@@ -19,15 +20,15 @@ from typing import Any, Dict, Tuple, Union
 
 import torch
 
-FASTPROMPT_CONFIG = "prompt_config.json"
-FASTPROMPT_WEIGHTS = "prompt_weights.safetensors"
-PEFT_CONFIG = "adapter_config.json"
+from fastprompt.methods.base import CONFIG_NAME, LEGACY_FILES, PEFT_CONFIG_NAME, WEIGHTS_NAME
+from fastprompt.methods.base import AdapterNotFoundError as CheckpointNotFoundError  # noqa: F401
+from fastprompt.methods.base import checkpoint_files
+
+# (config, weights) file names of fastprompt adapter folders, current and earlier
+FASTPROMPT_FILES = ((CONFIG_NAME, WEIGHTS_NAME),) + tuple((c, w) for c, w, _ in LEGACY_FILES)
+PEFT_CONFIG = PEFT_CONFIG_NAME
 PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 PROMPT_KEY = "prompt_embeddings"
-
-
-class CheckpointNotFoundError(FileNotFoundError, ValueError):
-    """A checkpoint file or directory that does not exist."""
 
 
 @dataclass
@@ -101,12 +102,13 @@ def _first(data: Dict[str, Any], *keys):
 
 
 def read_fastprompt(directory: Path, device=None) -> PromptCheckpoint:
-    config = _read_json(directory / FASTPROMPT_CONFIG)
-    tensors, meta = read_safetensors(directory / FASTPROMPT_WEIGHTS, device=device)
-    weight = _prompt_tensor(tensors, directory / FASTPROMPT_WEIGHTS)
+    config_path, weights_path, _ = checkpoint_files(directory, "path")
+    config = _read_json(config_path)
+    tensors, meta = read_safetensors(weights_path, device=device)
+    weight = _prompt_tensor(tensors, weights_path)
     length = _first(config, "num_virtual_tokens", "num_tokens")
     if length is not None and int(length) != weight.shape[0]:
-        raise ValueError(f"path: {directory / FASTPROMPT_CONFIG} says {length} virtual tokens but the weights hold "
+        raise ValueError(f"path: {config_path} says {length} virtual tokens but the weights hold "
                          f"{weight.shape[0]}")
     seed = _first(config, "init_seed", "seed")
     metadata = {
@@ -162,9 +164,9 @@ def read_prompt(path: Union[str, Path], device=None) -> PromptCheckpoint:
         else:
             tensors, _ = read_safetensors(path, device=device)
         return PromptCheckpoint(_prompt_tensor(tensors, path), {}, "file")
-    if (path / FASTPROMPT_CONFIG).exists() or (path / FASTPROMPT_WEIGHTS).exists():
+    if any((path / name).exists() for pair in FASTPROMPT_FILES for name in pair):
         return read_fastprompt(path, device=device)
     if (path / PEFT_CONFIG).exists():
         return read_peft(path, device=device)
     raise CheckpointNotFoundError(f"path: {path} contains neither a fastprompt prompt-tuning checkpoint "
-                                  f"({FASTPROMPT_CONFIG}) nor a PEFT adapter ({PEFT_CONFIG})")
+                                  f"({CONFIG_NAME}) nor a PEFT adapter ({PEFT_CONFIG})")
