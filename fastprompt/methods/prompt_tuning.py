@@ -60,7 +60,8 @@ from torch import nn
 
 from fastprompt.methods.base import (AdapterConfig, AdapterModel, config_attr, has_submodule, hidden_size,
                                      positive_int, replace_sequences, warn_once)
-from fastprompt.nn.prompt import DePTPrompt, EPTPrompt, SoftPrompt
+from fastprompt.methods.prompt_init import embedding_std, random_prompt, vocab_prompt
+from fastprompt.nn.prompt import SoftPrompt
 
 
 INITS = ("random", "vocab", "text", "tensor")
@@ -304,15 +305,10 @@ class PromptTuningModel(AdapterModel):
         weight = soft_prompt.weight
         length, dim = weight.shape
         table = self.word_embeddings.weight
-        gen = None
-        if cfg.seed is not None:
-            gen = torch.Generator(device="cpu").manual_seed(int(cfg.seed))
         if cfg.init == "random":
-            std = float(table.detach().float().std()) if table.numel() > 1 else 0.02
-            weight.copy_(torch.randn(length, dim, generator=gen) * std)
+            weight.copy_(random_prompt(length, dim, cfg.seed, embedding_std(table)))
         elif cfg.init == "vocab":
-            ids = torch.randint(0, table.shape[0], (length,), generator=gen)
-            weight.copy_(table[ids.to(table.device)].float())
+            weight.copy_(vocab_prompt(table, length, cfg.seed))
         elif cfg.init == "text":
             ids = self._text_ids(cfg, tokenizer)
             ids = (ids * math.ceil(length / len(ids)))[:length]

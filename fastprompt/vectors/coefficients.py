@@ -35,24 +35,19 @@ def _soft_prompt_parameter(model: nn.Module) -> Optional[str]:
     return names[0] if names else None
 
 
-def _prepend(model: nn.Module, prompt: torch.Tensor, batch: Dict):
-    """Run a transformers model with ``prompt`` prepended to the embeddings of input_ids."""
-    batch = dict(batch)
-    ids = batch.pop("input_ids")
-    emb = model.get_input_embeddings()(ids)
-    b, n = ids.shape[0], prompt.shape[0]
-    embeds = torch.cat([prompt.to(emb.dtype).unsqueeze(0).expand(b, -1, -1), emb], dim=1)
-    mask = batch.pop("attention_mask", None)
-    if mask is None:
-        mask = torch.ones_like(ids)
-    batch["attention_mask"] = torch.cat([mask.new_ones(b, n), mask], dim=1)
-    labels = batch.get("labels")
-    if isinstance(labels, torch.Tensor) and labels.shape == ids.shape:
-        batch["labels"] = torch.cat([labels.new_full((b, n), -100), labels], dim=1)
-    types = batch.get("token_type_ids")
-    if isinstance(types, torch.Tensor):
-        batch["token_type_ids"] = torch.cat([types.new_zeros(b, n), types], dim=1)
-    return model(inputs_embeds=embeds, **batch)
+def _prompt_wrapper(model: nn.Module, prompt: torch.Tensor):
+    """A :class:`fastprompt.methods.PromptTuningModel` that places a prompt of ``prompt``'s shape
+    in front of ``model``'s input (the model's requires_grad flags are left as they were)."""
+    from fastprompt.methods import PromptTuningModel
+
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        wrapper = PromptTuningModel(model, num_virtual_tokens=prompt.shape[0], init="tensor",
+                                    init_tensor=prompt.detach().float(), placement="front", modules_to_save=[])
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return wrapper, f"adapters.{wrapper.active_adapter}.weight"
 
 
 def prompt_objective(model: nn.Module, batches: Iterable[Dict], loss_fn: Optional[Callable] = None,
@@ -77,13 +72,17 @@ def prompt_objective(model: nn.Module, batches: Iterable[Dict], loss_fn: Optiona
     if param_name is not None and param_name not in dict(model.named_parameters()):
         raise ValueError(f"param_name: {model.__class__.__name__} has no parameter {param_name!r}")
 
+    wrapped = {}
+
     def objective(prompt: torch.Tensor) -> torch.Tensor:
+        target, key = model, name
+        if key is None:  # a plain transformers model: the prompt goes in front of its input
+            if prompt.shape not in wrapped:
+                wrapped[prompt.shape] = _prompt_wrapper(model, prompt)
+            target, key = wrapped[prompt.shape]
         total = 0.0
         for batch in batches:
-            if name is not None:
-                out = torch.func.functional_call(model, {name: prompt}, args=(), kwargs=dict(batch))
-            else:
-                out = _prepend(model, prompt, batch)
+            out = torch.func.functional_call(target, {key: prompt}, args=(), kwargs=dict(batch))
             loss = loss_fn(out, batch) if loss_fn is not None else out.loss
             total = total + loss
         return total / len(batches)

@@ -10,6 +10,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from fastprompt.methods.prompt_init import embedding_std as table_std
+from fastprompt.methods.prompt_init import random_prompt, vocab_prompt
 from fastprompt.vectors.vector import TaskPromptVector, as_vector_list
 
 Vectors = Union[TaskPromptVector, Sequence[TaskPromptVector], torch.Tensor]
@@ -24,8 +26,7 @@ def random_init(num_tokens: int, dim: int, seed: int, std: float = 1.0, dtype=to
     :class:`fastprompt.methods.PromptTuningModel` with ``seed=seed``."""
     if num_tokens <= 0 or dim <= 0:
         raise ValueError(f"num_tokens, dim: expected positive sizes, got {num_tokens}, {dim}")
-    g = torch.Generator().manual_seed(int(seed))
-    return (torch.randn(num_tokens, dim, generator=g, dtype=torch.float32) * std).to(device=device, dtype=dtype)
+    return random_prompt(num_tokens, dim, int(seed), std).to(device=device, dtype=dtype)
 
 
 def embedding_std(model) -> float:
@@ -33,8 +34,7 @@ def embedding_std(model) -> float:
     random prompt init)."""
     if not hasattr(model, "get_input_embeddings"):
         raise ValueError(f"model: {type(model).__name__} has no get_input_embeddings()")
-    table = model.get_input_embeddings().weight
-    return float(table.detach().float().std()) if table.numel() > 1 else 0.02
+    return table_std(model.get_input_embeddings().weight)
 
 
 def regenerate_init(num_tokens: int, dim: int, seed: int, kind: str = "random", model=None,
@@ -56,9 +56,7 @@ def regenerate_init(num_tokens: int, dim: int, seed: int, kind: str = "random", 
         table = model.get_input_embeddings().weight
         if table.shape[1] != dim:
             raise ValueError(f"model: its embeddings have width {table.shape[1]}, the prompt {dim}")
-        g = torch.Generator().manual_seed(int(seed))
-        ids = torch.randint(0, table.shape[0], (num_tokens,), generator=g)
-        return table.detach()[ids.to(table.device)].float().to(device if device is not None else table.device)
+        return vocab_prompt(table, num_tokens, int(seed)).to(device if device is not None else table.device)
     raise ValueError(f"init: a {kind!r} init cannot be rebuilt from a seed; pass init (the tensor, or a "
                      "checkpoint saved before training)")
 
