@@ -152,58 +152,51 @@ def _free():
 
 # ---- the methods ----------------------------------------------------------------------------------
 
-def iapt_optimizer(model):
-    """IAPT's optimizer through its public API: its own parameter groups when it has them."""
-    if hasattr(model, "param_groups"):
-        return torch.optim.AdamW(model.param_groups())
-    return torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
+def _adapter_method(build):
+    """A builder (backbone -> (model, AdamW over the model's default parameter groups))."""
+    def method(backbone):
+        model = build(backbone)
+        return model, torch.optim.AdamW(model.param_groups())
+    return method
+
+
+def _lora(task_type: str, target_modules: Sequence[str]) -> Callable:
+    """PEFT LoRA r=8 on ``target_modules``, AdamW at 1e-3 (the reference)."""
+    def method(backbone):
+        import peft
+
+        config = peft.LoraConfig(task_type=task_type, r=8, lora_alpha=16, lora_dropout=0.0,
+                                 target_modules=list(target_modules))
+        model = peft.get_peft_model(backbone, config)
+        return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    return method
+
+
+def _prompt_tuning(num_tokens: int) -> Callable:
+    from fastprompt.methods import PromptTuningModel
+
+    return _adapter_method(lambda b: PromptTuningModel(b, num_virtual_tokens=num_tokens, init="vocab", seed=0))
 
 
 def decoder_methods(num_tokens: int = 20) -> Dict[str, Callable]:
     """name -> build(backbone) returning (model, optimizer) for the SmolLM2 part."""
-    from fastprompt.methods import IAPTConfig, IAPTModel, PromptTuningModel
+    from fastprompt.methods import IAPTConfig, IAPTModel
 
-    def iapt(backbone):
-        model = IAPTModel(backbone, IAPTConfig())
-        return model, iapt_optimizer(model)
-
-    def prompt_tuning(backbone):
-        model = PromptTuningModel(backbone, num_virtual_tokens=num_tokens, init="vocab", seed=0)
-        return model, torch.optim.AdamW(model.param_groups())
-
-    def lora(backbone):
-        import peft
-
-        config = peft.LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.0,
-                                 target_modules=["q_proj", "v_proj"])
-        model = peft.get_peft_model(backbone, config)
-        return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-
-    return {"IAPT": iapt, "prompt tuning": prompt_tuning, "LoRA (PEFT)": lora}
+    return {"IAPT": _adapter_method(lambda b: IAPTModel(b, IAPTConfig())),
+            "prompt tuning": _prompt_tuning(num_tokens),
+            "LoRA (PEFT)": _lora("CAUSAL_LM", ["q_proj", "v_proj"])}
 
 
 def encoder_methods(num_tokens: int = 20, max_len: int = 96) -> Dict[str, Callable]:
     """name -> build(backbone) returning (model, optimizer) for the MiniLM part."""
-    from fastprompt.methods import EPTModel, PromptTuningModel, match_prompt_budget
-
-    def prompt_tuning(backbone):
-        model = PromptTuningModel(backbone, num_virtual_tokens=num_tokens, init="vocab", seed=0)
-        return model, torch.optim.AdamW(model.param_groups())
+    from fastprompt.methods import EPTModel, match_prompt_budget
 
     def ept(backbone):
         m, r = match_prompt_budget(num_tokens, backbone.config.hidden_size, max_len)
-        model = EPTModel(backbone, num_virtual_tokens=m, rank=r, max_len=max_len, init="vocab", seed=0)
-        return model, torch.optim.AdamW(model.param_groups())
+        return EPTModel(backbone, num_virtual_tokens=m, rank=r, max_len=max_len, init="vocab", seed=0)
 
-    def lora(backbone):
-        import peft
-
-        config = peft.LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.0,
-                                 target_modules=["query", "value"])
-        model = peft.get_peft_model(backbone, config)
-        return model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-
-    return {"prompt tuning": prompt_tuning, "EPT": ept, "LoRA (PEFT)": lora}
+    return {"prompt tuning": _prompt_tuning(num_tokens), "EPT": _adapter_method(ept),
+            "LoRA (PEFT)": _lora("SEQ_CLS", ["query", "value"])}
 
 
 def _call(model, batch):

@@ -192,17 +192,17 @@ def tiny_decoder(vocab):
 
 
 def test_collator_feeds_trainer_and_accuracy_helpers(tmp_path, one_thread):
-    from fastprompt.methods import PromptTuningModel, PromptTuningTrainer
+    from tiny_models import trainer_args
+
+    from fastprompt.methods import AdapterTrainer, PromptTuningModel
 
     tok = word_tokenizer()
     collator = InstructionCollator(tok)
     examples = [{"prompt": f"w{10 + i % 20} w{11 + i % 20}", "response": "positive" if i % 2 else "negative",
                  "label": i % 2} for i in range(32)]
     model = PromptTuningModel(tiny_decoder(len(tok)), num_virtual_tokens=3, seed=0)
-    args = transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4,
-                                          report_to=[], save_strategy="no", remove_unused_columns=False,
-                                          use_cpu=True, disable_tqdm=True, logging_steps=1)
-    trainer = PromptTuningTrainer(model=model, args=args, train_dataset=examples, data_collator=collator)
+    args = trainer_args(tmp_path, 4)
+    trainer = AdapterTrainer(model=model, args=args, train_dataset=examples, data_collator=collator)
     with pytest.warns(UserWarning, match="instruction_mask: PromptTuningModel does not use"):
         result = trainer.train()
     assert result.training_loss > 0

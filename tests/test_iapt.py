@@ -11,7 +11,7 @@ import transformers  # noqa: E402
 
 from conftest import DEVICES, assert_close  # noqa: E402
 
-from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, train_losses  # noqa: E402
+from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, train_losses, trainer_args  # noqa: E402
 
 
 def perturb(adapter, seed):
@@ -246,9 +246,7 @@ def test_bad_inputs_give_clear_errors():
 
 
 def test_works_with_transformers_trainer(tmp_path):
-    import inspect
-
-    from fastprompt.methods import IAPTTrainer
+    from fastprompt.methods import AdapterTrainer
 
     wrapper = IAPTModel(tiny_gpt2(), bottleneck=16)  # GPT-2 ties its input and output embeddings
     ids, am, im, labels = copy_task(32, 0)
@@ -260,13 +258,9 @@ def test_works_with_transformers_trainer(tmp_path):
         def __getitem__(self, i):
             return {"input_ids": ids[i], "attention_mask": am[i], "instruction_mask": im[i], "labels": labels[i]}
 
-    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4, learning_rate=2e-2,
-                  report_to=[], save_strategy="steps", save_steps=4, logging_steps=1,
-                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
-    params = inspect.signature(transformers.TrainingArguments).parameters
-    args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+    args = trainer_args(tmp_path, 4, save_strategy="steps", save_steps=4)
     before = [p.clone() for p in wrapper.trainable_parameters()]
-    trainer = IAPTTrainer(model=wrapper, args=args, train_dataset=Data())
+    trainer = AdapterTrainer(model=wrapper, args=args, train_dataset=Data())
     result = trainer.train()
     assert result.training_loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, wrapper.trainable_parameters()))
@@ -550,18 +544,13 @@ def test_bert_base_model_per_token_outputs_without_reserved_positions():
 # ---- Trainer -----------------------------------------------------------------------------------------
 
 def _trainer_args(tmp_path, max_steps, **extra):
-    import inspect
-
-    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=max_steps, learning_rate=1e-2,
-                  report_to=[], save_strategy="steps", save_steps=2, logging_steps=1, lr_scheduler_type="linear",
-                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True, seed=0, data_seed=0,
-                  dataloader_num_workers=0, **extra)
-    params = inspect.signature(transformers.TrainingArguments).parameters
-    return transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+    return trainer_args(tmp_path, max_steps, per_device_train_batch_size=4, learning_rate=1e-2,
+                        save_strategy="steps", save_steps=2, lr_scheduler_type="linear", seed=0, data_seed=0,
+                        dataloader_num_workers=0, **extra)
 
 
 def test_trainer_resume_from_checkpoint_ends_where_an_uninterrupted_run_does(tmp_path):
-    from fastprompt.methods import IAPTTrainer
+    from fastprompt.methods import AdapterTrainer
 
     ids, am, im, labels = copy_task(16, 0)
     rows = [{"input_ids": ids[i], "attention_mask": am[i], "labels": labels[i]} for i in range(16)]
@@ -578,7 +567,7 @@ def test_trainer_resume_from_checkpoint_ends_where_an_uninterrupted_run_does(tmp
         wrapper = IAPTModel(tiny_llama(), bottleneck=8)
         torch.manual_seed(1)
         perturb(wrapper.adapters["default"], 1)
-        trainer = IAPTTrainer(model=wrapper, args=_trainer_args(folder, max_steps), train_dataset=rows,
+        trainer = AdapterTrainer(model=wrapper, args=_trainer_args(folder, max_steps), train_dataset=rows,
                               callbacks=[StopAt(stop_at)] if stop_at else None)
         trainer.train(resume_from_checkpoint=resume)
         return wrapper, trainer
@@ -601,7 +590,7 @@ def test_trainer_with_the_stock_seq2seq_collator(tmp_path):
     """Instruction/response rows with -100 labels on the prompt need no instruction_mask, so
     transformers' own DataCollatorForSeq2Seq pads them (left padding here, as for generation)."""
     tokenizers = pytest.importorskip("tokenizers", reason="tokenizers builds the tiny word-level tokenizer")
-    from fastprompt.methods import IAPTTrainer
+    from fastprompt.methods import AdapterTrainer
 
     vocab = {"[PAD]": 0, "[UNK]": 1, "</s>": 2, **{f"w{i}": i for i in range(3, VOCAB)}}
     core = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
@@ -619,7 +608,7 @@ def test_trainer_with_the_stock_seq2seq_collator(tmp_path):
     batch = collator(rows[:4])
     assert batch["input_ids"].shape == batch["labels"].shape
     wrapper = IAPTModel(tiny_llama(), bottleneck=8)
-    trainer = IAPTTrainer(model=wrapper, args=_trainer_args(tmp_path, 3), train_dataset=rows, data_collator=collator)
+    trainer = AdapterTrainer(model=wrapper, args=_trainer_args(tmp_path, 3), train_dataset=rows, data_collator=collator)
     assert trainer.train().training_loss > 0
 
 

@@ -17,7 +17,7 @@ from fastprompt.nn import SoftPrompt
 from conftest import DEVICES, assert_close, require  # noqa: E402
 
 from oracles import greedy_decode_reference  # noqa: E402
-from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5, train_losses  # noqa: E402
+from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5, train_losses, trainer_args  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -542,7 +542,7 @@ def test_ept_prompt_structure_and_float32():
 # ---- Trainer ---------------------------------------------------------------------------------------
 
 def test_works_with_transformers_trainer(tmp_path):
-    from fastprompt.methods import EPTModel, PromptTuningTrainer
+    from fastprompt.methods import AdapterTrainer, EPTModel
 
     wrapper = EPTModel(tiny_gpt2(), num_virtual_tokens=4, rank=4, max_len=16, num_spaces=2)  # GPT-2 ties weights
     data = copy_batch(0, batch=32)
@@ -554,14 +554,10 @@ def test_works_with_transformers_trainer(tmp_path):
         def __getitem__(self, i):
             return {k: v[i] for k, v in data.items()}
 
-    kwargs = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4, learning_rate=2e-2,
-                  report_to=[], save_strategy="steps", save_steps=4, logging_steps=1,
-                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
-    params = inspect.signature(transformers.TrainingArguments).parameters
-    args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
+    args = trainer_args(tmp_path, 4, save_strategy="steps", save_steps=4)
     before = [p.clone() for p in wrapper.trainable_parameters()]
     optimizer = torch.optim.AdamW(wrapper.param_groups(2e-2, 1e-3))
-    trainer = PromptTuningTrainer(model=wrapper, args=args, train_dataset=Data(), optimizers=(optimizer, None))
+    trainer = AdapterTrainer(model=wrapper, args=args, train_dataset=Data(), optimizers=(optimizer, None))
     result = trainer.train()
     assert result.training_loss > 0
     assert all(not torch.equal(a, b) for a, b in zip(before, wrapper.trainable_parameters()))
@@ -857,7 +853,7 @@ class _Rows(torch.utils.data.Dataset):
 
 
 def _trainer(wrapper, out, max_steps, save_steps=None, stop_at=None):
-    from fastprompt.methods import PromptTuningTrainer
+    from fastprompt.methods import AdapterTrainer
 
     class Interrupt(transformers.TrainerCallback):  # a run killed right after a checkpoint
         def on_step_end(self, args, state, control, **kwargs):
@@ -865,13 +861,9 @@ def _trainer(wrapper, out, max_steps, save_steps=None, stop_at=None):
                 control.should_training_stop = True
             return control
 
-    kwargs = dict(output_dir=str(out), per_device_train_batch_size=4, max_steps=max_steps, report_to=[],
-                  save_strategy="steps" if save_steps else "no", save_steps=save_steps or 1, logging_steps=1,
-                  remove_unused_columns=False, use_cpu=True, disable_tqdm=True, seed=7, warmup_steps=2,
-                  lr_scheduler_type="linear")
-    params = inspect.signature(transformers.TrainingArguments).parameters
-    args = transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
-    return PromptTuningTrainer(model=wrapper, args=args, train_dataset=_Rows(copy_batch(0, batch=24)),
+    args = trainer_args(out, max_steps, per_device_train_batch_size=4, save_strategy="steps" if save_steps else "no",
+                        save_steps=save_steps or 1, seed=7, warmup_steps=2, lr_scheduler_type="linear")
+    return AdapterTrainer(model=wrapper, args=args, train_dataset=_Rows(copy_batch(0, batch=24)),
                                callbacks=[Interrupt()])
 
 
@@ -910,3 +902,11 @@ def test_trainer_resume_from_checkpoint_ends_where_an_uninterrupted_run_does(tmp
 def _saved(wrapper, folder):
     wrapper.save_pretrained(folder)
     return folder
+
+
+def test_old_trainer_names_still_work_with_a_deprecation_warning():
+    import fastprompt.methods as methods
+
+    for name in ("IAPTTrainer", "PromptTuningTrainer"):
+        with pytest.warns(DeprecationWarning, match=f"{name} is deprecated; use fastprompt.methods.AdapterTrainer"):
+            assert getattr(methods, name) is methods.AdapterTrainer

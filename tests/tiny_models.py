@@ -56,3 +56,15 @@ def perturb(module, seed, scale=0.5):
         for p in module.parameters():
             if p.requires_grad:
                 p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+
+
+def trainer_args(output_dir, max_steps, **overrides):
+    """transformers.TrainingArguments for the small Trainer tests (CPU, no reporting, no tqdm);
+    keywords the installed transformers does not know are dropped."""
+    import inspect
+
+    kwargs = dict(output_dir=str(output_dir), per_device_train_batch_size=8, max_steps=max_steps, report_to=[],
+                  save_strategy="no", logging_steps=1, remove_unused_columns=False, use_cpu=True, disable_tqdm=True)
+    kwargs.update(overrides)
+    params = inspect.signature(transformers.TrainingArguments).parameters
+    return transformers.TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})

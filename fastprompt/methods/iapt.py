@@ -842,11 +842,3 @@ class IAPTModel(AdapterModel):
     def extra_repr(self) -> str:
         return (f"kind={self.kind}, layers={self.num_layers} ({self.layer_path}), d_model={self.d_model}, "
                 f"adapters={self.adapter_names}, active={self.active_adapter!r}")
-
-
-def __getattr__(name):
-    if name == "IAPTTrainer":
-        from fastprompt.methods.trainer import deprecated_trainer
-
-        return deprecated_trainer(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

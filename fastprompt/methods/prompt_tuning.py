@@ -655,11 +655,3 @@ class PromptTuningModel(AdapterModel):
     def extra_repr(self) -> str:
         return (f"method={self.prompt_config.method}, num_virtual_tokens={self.num_virtual_tokens}, "
                 f"token_dim={self.token_dim}, model_type={self.model_type!r}")
-
-
-def __getattr__(name):
-    if name == "PromptTuningTrainer":
-        from fastprompt.methods.trainer import deprecated_trainer
-
-        return deprecated_trainer(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
