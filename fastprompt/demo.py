@@ -91,24 +91,16 @@ class Result:
 
 def train_steps(model, optimizer, batches: Sequence[Dict[str, torch.Tensor]], forward: Callable, desc: str = "",
                 progress: bool = True, clip: Optional[float] = None) -> List[float]:
-    """One optimizer step per batch (``forward(model, batch)`` returns the loss); returns the losses."""
-    from tqdm.auto import tqdm
+    """One optimizer step per batch (``forward(model, batch)`` returns the loss) in training mode;
+    returns the losses."""
+    from fastprompt.methods.training import optimize
 
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    losses = []
     model.train()
-    bar = tqdm(batches, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
-    for batch in bar:
-        loss = forward(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    return losses
+    try:
+        return optimize(lambda batch: forward(model, batch), optimizer, batches, clip=clip, progress=progress,
+                        desc=desc)
+    finally:
+        model.eval()
 
 
 def make_batches(examples: Sequence[dict], collator, steps: int, batch_size: int, seed: int = 0, device="cpu"):

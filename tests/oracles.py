@@ -45,3 +45,16 @@ def greedy_decode_reference(model, input_ids, max_new_tokens, attention_mask=Non
             if instruction is not None:
                 instruction = torch.cat([instruction, torch.zeros_like(instruction[:, :1])], dim=1)
         return seq
+
+
+def assert_same_until_eos(generated, expected, prompt_length, eos_token_id, decode=None):
+    """Row by row, the new tokens of `generated` (generate()'s output, which pads a row after its
+    end of sequence) equal those of `expected` (the oracle's) up to and including the first
+    `eos_token_id` (an id or a list of ids) of the oracle."""
+    eos = set(eos_token_id if isinstance(eos_token_id, (list, tuple)) else [eos_token_id])
+    for row in range(expected.shape[0]):
+        oracle = expected[row, prompt_length:].tolist()
+        got = generated[row, prompt_length:].tolist()
+        stop = next((i + 1 for i, t in enumerate(oracle) if t in eos), len(oracle))
+        shown = (decode(got), decode(oracle)) if decode else (got, oracle)
+        assert got[:stop] == oracle[:stop], shown

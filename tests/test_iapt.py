@@ -11,14 +11,7 @@ import transformers  # noqa: E402
 
 from conftest import DEVICES, assert_close  # noqa: E402
 
-from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, train_losses, trainer_args  # noqa: E402
-
-
-def perturb(adapter, seed):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in adapter.parameters():
-            p.add_(0.5 * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+from tiny_models import VOCAB, perturb, tiny_bert, tiny_gpt2, tiny_llama, train_losses, trainer_args  # noqa: E402
 
 
 # ---- the generator ----------------------------------------------------------------------------

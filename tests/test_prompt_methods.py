@@ -17,28 +17,14 @@ from fastprompt.nn import SoftPrompt
 from conftest import DEVICES, assert_close, require  # noqa: E402
 
 from oracles import greedy_decode_reference  # noqa: E402
-from tiny_models import VOCAB, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5, train_losses, trainer_args  # noqa: E402
+from tiny_models import VOCAB, perturb, tiny_bert, tiny_gpt2, tiny_llama, tiny_t5, train_losses, trainer_args  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny models here are far too small for intra-op threads to help; one thread avoids
-    their overhead (and oversubscription on busy machines)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the tiny models here are far too small for intra-op threads to help
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 BACKBONES = {"bert": tiny_bert, "llama": tiny_llama, "gpt2": tiny_gpt2, "t5": tiny_t5}
-
-
-def perturb(module, seed, scale=0.5):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.requires_grad:
-                p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
 
 
 # ---- SoftPrompt --------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import IN_CI, require
-from tiny_models import train_losses
+from oracles import assert_same_until_eos, greedy_decode_reference
+from tiny_models import perturb, train_losses
 
 from fastprompt.methods import IAPTModel
 
@@ -27,15 +28,9 @@ def _load(loader, package):
         pytest.skip(f"needs {package} (not installed: {err})")
 
 
-def perturb(adapter, seed, scale=0.05, gate=0.5):
+def trained_looking(adapter, seed, scale=0.05, gate=0.5):
     """A trained-looking adapter: generator weights moved, gates open."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in adapter.named_parameters():
-            if name == "gates":
-                p.fill_(gate)
-            else:
-                p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    perturb(adapter, seed, scale, fill={"gates": gate})
 
 
 # ---- SmolLM2 ----------------------------------------------------------------------------------
@@ -122,29 +117,14 @@ def test_smollm2_training_lowers_the_loss_and_round_trips(smol, tmp_path):
 def test_smollm2_cached_generate_equals_stepwise_decode_without_cache(smol):
     model, tok = smol
     wrapper = IAPTModel(model)
-    perturb(wrapper.adapters["default"], 1)
+    trained_looking(wrapper.adapters["default"], 1)
     prompts = chat_batch(tok, PAIRS, with_response=False)
     ids, am = prompts["input_ids"], prompts["attention_mask"]
     n = 4
     cached = wrapper.generate(input_ids=ids, attention_mask=am, **greedy_kwargs(tok, n))
-    # the oracle: greedy argmax of forward() over the whole sequence at every step, no cache, with
-    # the positions generate() uses (left padding does not count)
-    seq, mask = ids, am
-    done = torch.zeros(ids.shape[0], dtype=torch.bool)
-    eos = model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
-    with torch.no_grad():
-        for _ in range(n):
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = wrapper(input_ids=seq, attention_mask=mask, position_ids=pos, use_cache=False).logits
-            nxt = logits[:, -1].argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
-            done |= torch.tensor([t in eos for t in nxt.tolist()])
-            seq = torch.cat([seq, nxt[:, None]], dim=1)
-            mask = torch.cat([mask, torch.ones_like(nxt)[:, None]], dim=1)
-            if done.all():
-                break
-    assert torch.equal(cached, seq[:, :cached.shape[1]])
+    expected = greedy_decode_reference(wrapper, ids, n, attention_mask=am, instruction_mask=am.bool(), use_cache=False)
+    assert torch.equal(cached[:, :ids.shape[1]], ids)
+    assert_same_until_eos(cached, expected, ids.shape[1], model.generation_config.eos_token_id, tok.decode)
     # the adapter does change the output (the check is not vacuous)
     assert not torch.equal(cached, model.generate(input_ids=ids, attention_mask=am, **greedy_kwargs(tok, n)))
     wrapper.unload()
@@ -153,8 +133,8 @@ def test_smollm2_cached_generate_equals_stepwise_decode_without_cache(smol):
 def test_smollm2_mixed_tenants_equal_each_tenant_alone(smol):
     model, tok = smol
     wrapper = IAPTModel(model, adapter_name="a")
-    perturb(wrapper.adapters["a"], 2)
-    perturb(wrapper.add_adapter("b"), 3)
+    trained_looking(wrapper.adapters["a"], 2)
+    trained_looking(wrapper.add_adapter("b"), 3)
     batch = chat_batch(tok, PAIRS)
     tenants = ["a", "b", "a"]
     with torch.no_grad():
@@ -246,8 +226,8 @@ def test_minilm_mixed_tenants_equal_each_tenant_alone(minilm):
     base, _, tok = minilm
     enc, _ = sentence_batch(tok)
     wrapper = IAPTModel(base, adapter_name="a")
-    perturb(wrapper.adapters["a"], 4)
-    perturb(wrapper.add_adapter("b"), 5)
+    trained_looking(wrapper.adapters["a"], 4)
+    trained_looking(wrapper.add_adapter("b"), 5)
     tenants = ["a", "b", "a", "a", "b", "b"]
     with torch.no_grad():
         mixed = wrapper(**enc, tenant_ids=tenants).last_hidden_state

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import require, require_installed
-from tiny_models import train_losses
+from oracles import assert_same_until_eos, greedy_decode_reference
+from tiny_models import perturb, train_losses
 
 
 from fastprompt.data import IGNORE_INDEX, ClassificationCollator, InstructionCollator, instruction
@@ -59,14 +60,6 @@ def chat_batch(tokenizer, padding_side="left", n=2):
     collator = InstructionCollator(tokenizer, system_prompt="You are a helpful assistant.", padding_side=padding_side)
     return collator, collator([{"prompt": instruction("reviews", text), "response": answer}
                                for text, answer in REVIEWS[:n]])
-
-
-def perturb(module, seed, scale):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.requires_grad:
-                p.add_(scale * p.detach().float().std().clamp_min(1e-2) * torch.randn(p.shape, generator=gen))
 
 
 # ---- SmolLM2 ----------------------------------------------------------------------------------------
@@ -125,7 +118,7 @@ def test_smollm2_untrained_round_trip_and_a_few_steps_lower_the_loss(smollm2, tm
 def test_smollm2_cached_generate_equals_no_cache_greedy_decode(smollm2, method):
     model, tokenizer = smollm2
     wrapper = METHODS[method](model, tokenizer)
-    perturb(wrapper.prompt_encoder, 1, scale=0.5)  # a trained-looking prompt (and offset, for DePT)
+    perturb(wrapper.prompt_encoder, 1, scale=0.5, relative=True)  # a trained-looking prompt (and offset, for DePT)
     collator, _ = chat_batch(tokenizer)
     batch = collator.prompts([instruction("reviews", t) for t, _ in REVIEWS[:2]])
     ids, am = batch["input_ids"], batch["attention_mask"]
@@ -134,18 +127,8 @@ def test_smollm2_cached_generate_equals_no_cache_greedy_decode(smollm2, method):
     cached = wrapper.generate(input_ids=ids, attention_mask=am, max_new_tokens=new, do_sample=False,
                               pad_token_id=tokenizer.pad_token_id)
     assert torch.equal(cached[:, :ids.shape[1]], ids)
-    seq, mask = ids, am
-    with torch.no_grad():
-        for _ in range(new):
-            logits = wrapper(input_ids=seq, attention_mask=mask, use_cache=False).logits
-            seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-    eos = tokenizer.eos_token_id
-    for row in range(2):  # equal up to the first end of turn (generate pads after it)
-        oracle = seq[row, ids.shape[1]:].tolist()
-        got = cached[row, ids.shape[1]:].tolist()
-        stop = oracle.index(eos) + 1 if eos in oracle else new
-        assert got[:stop] == oracle[:stop], (tokenizer.decode(got), tokenizer.decode(oracle))
+    expected = greedy_decode_reference(wrapper, ids, new, attention_mask=am, use_cache=False)
+    assert_same_until_eos(cached, expected, ids.shape[1], tokenizer.eos_token_id, tokenizer.decode)
 
 
 # ---- MiniLM --------------------------------------------------------------------------------------------

@@ -6,12 +6,11 @@ VOCAB = 48
 
 
 def tiny_llama(layers=2, hidden=32, seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-                                   num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                   initializer_range=0.2)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    """Grouped-query attention (4 heads, 2 key/value heads), eos id 2, not frozen."""
+    from fastprompt.vectors.experiment import tiny_llama as library_tiny_llama
+
+    return library_tiny_llama(VOCAB, hidden=hidden, layers=layers, heads=4, kv_heads=2, max_positions=128,
+                              eos_token_id=2, seed=seed, frozen=False)
 
 
 def tiny_gpt2(seed=0):
@@ -38,24 +37,26 @@ def tiny_t5(seed=0):
 
 def train_losses(wrapper, optimizer, steps, make_batch):
     """Runs `steps` optimizer steps on wrapper(**make_batch(step)).loss; returns the losses."""
-    losses = []
-    for step in range(steps):
-        out = wrapper(**make_batch(step))
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        losses.append(out.loss.item())
-    return losses
+    from fastprompt.methods.training import optimize
+
+    return optimize(lambda step: wrapper(**make_batch(step)).loss, optimizer, range(steps))
 
 
-def perturb(module, seed, scale=0.5):
+def perturb(module, seed, scale=0.5, relative=False, fill=None):
     """Adds seeded noise to the trainable parameters of `module` (so an adapter is not at its
-    do-nothing initial state)."""
+    do-nothing initial state): scale * N(0, 1), times the parameter's own std (at least 0.01)
+    with `relative`; parameters named in `fill` are set to that value instead (e.g. open gates)."""
     gen = torch.Generator().manual_seed(seed)
+    fill = fill or {}
     with torch.no_grad():
-        for p in module.parameters():
-            if p.requires_grad:
-                p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+        for name, p in module.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name in fill:
+                p.fill_(fill[name])
+                continue
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+            p.add_(scale * (p.detach().float().std().clamp_min(1e-2) if relative else 1.0) * noise)
 
 
 def trainer_args(output_dir, max_steps, **overrides):

@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from fastprompt.vectors.init import vector_bank
-from fastprompt.vectors.vector import TaskPromptVector
 
 
 def _weight_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -55,10 +54,6 @@ class PromptBank(nn.Module):
         self.register_buffer("table", torch.eye(count, dtype=_weight_dtype(bank.dtype), device=bank.device))
         self.task_names: List[str] = names
         self.mix_names: List[str] = []
-
-    @classmethod
-    def from_vectors(cls, vectors: Sequence[TaskPromptVector], base=None, names=None) -> "PromptBank":
-        return cls(list(vectors), base=base, names=names)
 
     # ---- bookkeeping -------------------------------------------------------------------------
     @property

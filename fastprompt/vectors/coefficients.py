@@ -260,20 +260,10 @@ def learn_coefficients(init: torch.Tensor, vectors, objective: Optional[Objectiv
         raise ValueError(f"steps: expected a non-negative number of steps, got {steps}")
     mixer = MixingCoefficients(vectors, base=init, init_coefs=init_coefs, parametrization=parametrization)
     mixer.to(init.device)
-    params = list(mixer.parameters())
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr)
-    else:
-        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = objective(mixer())
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    from fastprompt.methods.training import make_optimizer, optimize
+
+    opt = make_optimizer(list(mixer.parameters()), optimizer, lr)
+    losses = optimize(lambda _: objective(mixer()), opt, range(steps))
     with torch.no_grad():
         prompt = mixer().detach()
         coefs = tuple(float(c) for c in mixer.weights().detach().cpu())

@@ -12,6 +12,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from fastprompt.methods.training import make_optimizer, optimize
+
 from fastprompt.vectors.vector import TaskPromptVector
 
 
@@ -23,19 +25,7 @@ def tune_prompt(objective: Callable[[torch.Tensor], torch.Tensor], init: torch.T
     if steps < 0:
         raise ValueError(f"steps: expected a non-negative number of steps, got {steps}")
     prompt = torch.nn.Parameter(init.detach().clone())
-    if optimizer == "adam":
-        opt = torch.optim.Adam([prompt], lr=lr)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD([prompt], lr=lr)
-    else:
-        raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {optimizer!r}")
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = objective(prompt)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = optimize(lambda _: objective(prompt), make_optimizer([prompt], optimizer, lr), range(steps))
     return prompt.detach(), losses
 
 
@@ -50,15 +40,8 @@ def train_prompt_tuning(model, batches: Sequence[Dict], steps: int = 60, lr: flo
         raise ValueError("batches: expected at least one batch")
     params = model.trainable_parameters() if hasattr(model, "trainable_parameters") else \
         [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    losses = []
-    for step in range(steps):
-        opt.zero_grad(set_to_none=True)
-        loss = model(**batches[step % len(batches)]).loss
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    return losses
+    return optimize(lambda step: model(**batches[step % len(batches)]).loss, torch.optim.Adam(params, lr=lr),
+                    range(steps))
 
 
 @torch.no_grad()
@@ -149,17 +132,21 @@ def transfer_experiment(model, source_batches: Dict[str, Sequence[Dict]], target
 
 
 def tiny_llama(vocab_size: int, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0,
-               initializer_range: float = 0.2):
-    """A tiny randomly initialised LLaMA causal LM (frozen, eval mode) for tests and demos."""
+               initializer_range: float = 0.2, kv_heads: Optional[int] = None, max_positions: int = 64,
+               eos_token_id: int = 1, frozen: bool = True):
+    """A tiny randomly initialised LLaMA causal LM (eval mode; frozen unless ``frozen=False``) for
+    tests and demos: pad id 0, bos id 1."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=64, initializer_range=initializer_range, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
+                         max_position_embeddings=max_positions, initializer_range=initializer_range, pad_token_id=0,
+                         bos_token_id=1, eos_token_id=eos_token_id)
     model = LlamaForCausalLM(config).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    if frozen:
+        for p in model.parameters():
+            p.requires_grad_(False)
     return model
 
 

@@ -257,20 +257,6 @@ def batches(encoded: Dict[str, torch.Tensor], batch_size: int, shuffle_seed: Opt
     return out
 
 
-def label_accuracy(model, batch: Dict[str, torch.Tensor], task: Task, vocab: Optional[Vocabulary] = None,
-                   logits: Optional[torch.Tensor] = None) -> float:
-    """Accuracy of a causal LM's prediction of the label word among the task's verbalizers
-    (pass ``logits`` of the batch, or a model that returns them for ``batch``)."""
-    vocab = vocab or vocabulary()
-    if logits is None:
-        with torch.no_grad():
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    label_ids = torch.tensor([vocab[w] for w in task.labels], device=logits.device)
-    scores = logits[:, -2, :].index_select(-1, label_ids)        # the position that predicts the label
-    target = (batch["labels"][:, -1].unsqueeze(1) == label_ids.unsqueeze(0)).float().argmax(1)
-    return float((scores.argmax(-1) == target).float().mean())
-
-
 # ---- real data -------------------------------------------------------------------------------
 def _read_local_rows(path: Path, split: str) -> List[dict]:
     """The rows of a local CSV / TSV / JSON / JSONL file, through ``datasets.load_dataset("csv" |
