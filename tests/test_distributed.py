@@ -254,7 +254,7 @@ def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     proc = launch(Path(__file__), "worker", out)
     check_launch(proc)
-    results = {}
+    results = {"output": proc.stdout}
     for name in list(CASES) + list(ERROR_CASES):
         results[name] = [torch.load(out / f"{name}.rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return results
@@ -288,3 +288,31 @@ def test_distributed_setups_ddp_refuses(case, distributed_results):
     for rank, result in enumerate(distributed_results[case]):
         assert "error" in result, f"rank {rank}: DDP trained a setup it is documented to refuse"
         assert expected in result["error"], result["error"]
+
+
+def test_gradients_have_the_layout_ddp_buckets_expect(distributed_results):
+    """Coefficient gradients with a dimension of size 1 (one rational per layer, a single pooling
+    query) have the strides of their parameters, so DDP neither warns nor copies."""
+    import fastprompt
+
+    x = torch.randn(3, 8)
+    numerator = torch.randn(1, 6, requires_grad=True)
+    denominator = torch.randn(1, 4, requires_grad=True)
+    queries = torch.randn(5, 1, requires_grad=True)
+    grads = torch.autograd.grad(fastprompt.rational(x, numerator, denominator).sum(), [numerator, denominator])
+    grads += torch.autograd.grad(fastprompt.attention_pool(torch.randn(2, 4, 5), queries).sum(), [queries])
+    for grad, param in zip(grads, (numerator, denominator, queries)):
+        assert grad.stride() == param.stride()
+    assert "Grad strides do not match bucket view strides" not in distributed_results["output"]
+
+
+def test_outputs_are_not_views(distributed_results):
+    """The wrappers return their per-token outputs as new tensors (the soft positions stripped), not
+    views, which FSDP2 warns about: it cannot follow an in-place change to a view."""
+    from fastprompt.methods import PromptTuningModel
+
+    model = PromptTuningModel(tiny_llama(), num_virtual_tokens=4, seed=0)
+    for rows in (1, 2):
+        out = model(input_ids=torch.randint(3, 20, (rows, 5)), output_hidden_states=True)
+        assert out.logits._base is None and all(h._base is None for h in out.hidden_states)
+    assert "returned a view tensor" not in distributed_results["output"]
