@@ -171,6 +171,78 @@ def reference(method, options, rows=slice(0, ROWS)):
     return before, trainable_state(model)
 
 
+# ---- the Trainers ------------------------------------------------------------------------------
+
+TRAINER_STEPS = 3
+TRAINER_ROWS = 24  # 3 steps of 8 rows (4 per rank)
+
+
+def trainer_rows(method):
+    """Rows of 8 tokens (right-padded) whose supervised token counts differ from row to row: even
+    rows supervise every real token (the first column included), odd rows their answer only. The
+    Trainer counts the targets of the whole step over all ranks (``num_items_in_batch``), so the
+    ranks' losses add up to the combined batch's mean whatever their own counts."""
+    gen = torch.Generator().manual_seed(7)
+    rows = []
+    for i in range(TRAINER_ROWS):
+        n = 2 + i % 4
+        instruction = torch.randint(3, 11, (n,), generator=gen)
+        tokens = torch.cat([instruction, instruction[:1] + 20, torch.tensor([2])])
+        ids = torch.zeros(8, dtype=torch.long)
+        ids[:n + 2] = tokens
+        labels = torch.full((8,), -100)
+        labels[:n + 2] = tokens
+        if i % 2:
+            labels[:n] = -100
+        row = {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}
+        if method == "iapt":
+            row["instruction_mask"] = torch.arange(8) < n
+        rows.append(row)
+    return rows
+
+
+def run_trainer(method, output_dir, per_device_batch, distributed):
+    """PromptTuningTrainer / IAPTTrainer for TRAINER_STEPS steps, a checkpoint at the end
+    (``distributed``: under torch.distributed.run, DDP over gloo)."""
+    import transformers
+
+    from fastprompt.methods import IAPTModel, IAPTTrainer, PromptTuningModel, PromptTuningTrainer
+
+    if method == "iapt":
+        model, trainer_class = IAPTModel(tiny_llama(), bottleneck=8), IAPTTrainer
+        perturb(model.adapters["default"], 1)
+    else:
+        model, trainer_class = PromptTuningModel(tiny_llama(), num_virtual_tokens=4, seed=0), PromptTuningTrainer
+    args = transformers.TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=per_device_batch, max_steps=TRAINER_STEPS,
+        learning_rate=1e-2, lr_scheduler_type="constant", save_strategy="steps", save_steps=TRAINER_STEPS,
+        logging_steps=1, report_to=[], use_cpu=True, ddp_backend="gloo" if distributed else None,
+        remove_unused_columns=False,
+        disable_tqdm=True, seed=0, data_seed=0, dataloader_num_workers=0)
+    trainer = trainer_class(model=model, args=args, train_dataset=trainer_rows(method))
+    trainer.train()
+    return model, trainer
+
+
+# The script `python -m torch.distributed.run` runs for the Trainer test (written to tmp_path).
+TRAINER_SCRIPT = """
+import sys
+
+import torch
+import torch.distributed as dist
+
+from test_distributed import run_trainer, trainable_state
+
+torch.set_num_threads(1)
+out = sys.argv[1]
+for method in ("prompt_tuning", "iapt"):
+    model, trainer = run_trainer(method, f"{out}/{method}", per_device_batch=4, distributed=True)
+    rank = dist.get_rank()
+    torch.save({"world_size": trainer.args.world_size, "wrapped": type(trainer.model_wrapped).__name__,
+                "state": trainable_state(model)}, f"{out}/{method}/rank{rank}.pt")
+"""
+
+
 # ---- the worker (one per rank) -----------------------------------------------------------------
 
 def distribute(model, engine, options):
@@ -316,3 +388,56 @@ def test_outputs_are_not_views(distributed_results):
         out = model(input_ids=torch.randint(3, 20, (rows, 5)), output_hidden_states=True)
         assert out.logits._base is None and all(h._base is None for h in out.hidden_states)
     assert "returned a view tensor" not in distributed_results["output"]
+
+
+def test_trainers_under_torchrun_save_rank_0s_adapter(tmp_path, one_thread):
+    """PromptTuningTrainer and IAPTTrainer under `python -m torch.distributed.run --nproc_per_node
+    2` (DDP over gloo, TrainingArguments(use_cpu=True, ddp_backend="gloo")): the checkpoint loads
+    onto a fresh backbone with rank 0's parameters, the replicas agree, and the run ends where one
+    process with the combined batches (8 rows a step) does."""
+    from fastprompt.methods import IAPTModel, PromptTuningModel
+
+    script = tmp_path / "train_with_trainer.py"
+    script.write_text(TRAINER_SCRIPT)
+    check_launch(launch(script, tmp_path / "run"))
+    for method, cls in (("prompt_tuning", PromptTuningModel), ("iapt", IAPTModel)):
+        folder = tmp_path / "run" / method
+        ranks = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+        assert [r["world_size"] for r in ranks] == [WORLD, WORLD]
+        assert ranks[0]["wrapped"] == "DistributedDataParallel"
+        state = ranks[0]["state"]
+        for name, value in state.items():
+            assert torch.equal(value, ranks[1]["state"][name]), f"{method} {name}: the replicas differ"
+        loaded = trainable_state(cls.from_pretrained(tiny_llama(), folder / f"checkpoint-{TRAINER_STEPS}"))
+        assert loaded.keys() == state.keys()
+        for name, value in state.items():
+            assert torch.equal(loaded[name], value), f"{method} {name}: the checkpoint is not rank 0's parameters"
+        model, _ = run_trainer(method, tmp_path / "one" / method, per_device_batch=WORLD * 4, distributed=False)
+        for name, value in trainable_state(model).items():
+            torch.testing.assert_close(state[name], value, rtol=RTOL, atol=ATOL, msg=lambda m: f"{method} {name}: {m}")
+
+
+def test_trainer_loss_is_the_mean_over_the_models_own_targets(tmp_path, one_thread):
+    """The Trainer divides the summed loss by its count of the batch's targets (gathered over the
+    ranks under DDP). That count must be the model's: for IAPT on a causal LM, labels[:, 1:] (the
+    first label is never a target); for prompt tuning every label (the soft tokens in front
+    predict the first one). Rows that supervise their first token tell the two apart. (Adam is
+    almost blind to a constant scale of the loss, so the torchrun test above cannot see this.)"""
+    import transformers
+
+    from fastprompt.methods import IAPTModel, IAPTTrainer, PromptTuningModel, PromptTuningTrainer
+
+    rows = [row for row in trainer_rows("iapt")[:8]]
+    collated = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    for cls, trainer_class in ((IAPTModel, IAPTTrainer), (PromptTuningModel, PromptTuningTrainer)):
+        model = cls(tiny_llama(), bottleneck=8) if cls is IAPTModel else cls(tiny_llama(), num_virtual_tokens=4, seed=0)
+        inputs = collated if cls is IAPTModel else {k: v for k, v in collated.items() if k != "instruction_mask"}
+        with torch.no_grad():
+            expected = model(**inputs).loss.item()
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / cls.__name__), per_device_train_batch_size=8, max_steps=1, learning_rate=0.0,
+            save_strategy="no", report_to=[], use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
+        extra = {"param_groups": {"lr_prompt": 0.0}} if cls is PromptTuningModel else {}
+        dataset = rows if cls is IAPTModel else [{k: v for k, v in r.items() if k != "instruction_mask"} for r in rows]
+        result = trainer_class(model=model, args=args, train_dataset=dataset, **extra).train()
+        assert result.training_loss == pytest.approx(expected, rel=1e-5), cls.__name__
