@@ -57,6 +57,7 @@ from typing import Dict, List, Optional, Union
 import torch
 from torch import nn
 
+from fastprompt.methods._sharded import gather_for_save
 from fastprompt.nn.iapt import IAPTPromptGenerator
 
 CONFIG_NAME = "iapt_config.json"
@@ -528,16 +529,20 @@ class IAPTModel(nn.Module):
 
     def save_adapter(self, directory: Union[str, Path], adapter_name: Optional[str] = None) -> None:
         """Write one adapter: ``iapt_config.json`` and ``iapt_generators.safetensors`` (generators,
-        gates and any modules_to_save)."""
+        gates and any modules_to_save). Under FSDP2 call it on every rank: the shards are gathered
+        and rank 0 writes."""
         from safetensors.torch import save_file
 
         name = adapter_name or self.active_adapter
         self._check_adapter(name)
         adapter = self.adapters[name]
+        state, writer = gather_for_save(adapter.adapter_state_dict())
+        if not writer:
+            return
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_NAME).write_text(json.dumps(adapter.config.to_dict(), indent=2))
-        state = {k: v.contiguous().cpu() for k, v in adapter.adapter_state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "method": "iapt"})
 
     save_pretrained = save_adapter

@@ -57,6 +57,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from fastprompt.methods._sharded import gather_for_save
 from fastprompt.nn.prompt import DePTPrompt, EPTPrompt, SoftPrompt
 
 CONFIG_NAME = "prompt_config.json"
@@ -778,12 +779,13 @@ class PromptTuningModel(nn.Module):
         return {"weight": "prompt_embeddings", "prompt.weight": "prompt_embeddings",
                 "offset.A": "lowrank_A", "offset.B": "lowrank_B"}.get(name, name)
 
-    def _state_for_save(self) -> Dict[str, torch.Tensor]:
-        state = {self._save_key(name): tensor.detach().contiguous().cpu()
-                 for name, tensor in self.prompt_encoder.state_dict().items()}
-        for key, p in self._saved_module_parameters().items():
-            state[key] = p.detach().contiguous().cpu()
-        return state
+    def _state_for_save(self) -> Tuple[Dict[str, torch.Tensor], bool]:
+        """(checkpoint tensors, whether this process writes them): tensors sharded by FSDP2 are
+        gathered (see :func:`fastprompt.methods._sharded.gather_for_save`)."""
+        state = {self._save_key(name): tensor for name, tensor in self.prompt_encoder.state_dict().items()}
+        state.update(self._saved_module_parameters())
+        state, writer = gather_for_save(state)
+        return {key: tensor.detach().contiguous().cpu() for key, tensor in state.items()}, writer
 
     def _load_state(self, state: Dict[str, torch.Tensor], source) -> None:
         own = self.prompt_encoder.state_dict()
@@ -808,14 +810,17 @@ class PromptTuningModel(nn.Module):
                 p.copy_(state[key].to(p.device, p.dtype))
 
     def save_pretrained(self, directory: Union[str, Path]) -> None:
-        """Write ``prompt_config.json`` and ``prompt_weights.safetensors``."""
+        """Write ``prompt_config.json`` and ``prompt_weights.safetensors``. Under FSDP2 call it on
+        every rank: the shards are gathered and rank 0 writes."""
         from safetensors.torch import save_file
 
+        state, writer = self._state_for_save()
+        if not writer:
+            return
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_NAME).write_text(json.dumps(self.prompt_config.to_dict(), indent=2))
-        save_file(self._state_for_save(), str(directory / WEIGHTS_NAME),
-                  metadata={"format": "pt", "method": self.prompt_config.method})
+        save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "method": self.prompt_config.method})
 
     @classmethod
     def from_pretrained(cls, model: nn.Module, directory: Union[str, Path]) -> "PromptTuningModel":
