@@ -284,6 +284,8 @@ def worker(out_dir):
             model = build(method, options)
             train(model, distribute(model, engine, options), options, rows)
             result = {"state": trainable_state(model)}
+            if expected is None and (engine == "fsdp2" or rank == 0):  # FSDP2: every rank gathers, rank 0 writes
+                (model.save_adapter if method == "iapt" else model.save_pretrained)(Path(out_dir) / f"{name}.saved")
         except Exception as err:  # recorded for the test to check (expected errors) or report
             result = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
         result["seconds"] = time.perf_counter() - start
@@ -334,7 +336,7 @@ def distributed_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     proc = launch(Path(__file__), "worker", out)
     check_launch(proc)
-    results = {"output": proc.stdout}
+    results = {"output": proc.stdout, "dir": out}
     for name in list(CASES) + list(ERROR_CASES):
         results[name] = [torch.load(out / f"{name}.rank{r}.pt", weights_only=False) for r in range(WORLD)]
     return results
@@ -353,6 +355,16 @@ def test_distributed_training_equals_one_process_on_the_combined_batch(case, dis
         assert torch.equal(ranks[0]["state"][name], ranks[1]["state"][name]), name
     for name, value in expected.items():
         torch.testing.assert_close(ranks[0]["state"][name], value, rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}")
+    # the saved adapter (DDP: written by rank 0; FSDP2: gathered by every rank, written by rank 0)
+    # loads onto a fresh backbone with the trained values
+    from fastprompt.methods import IAPTModel, PromptTuningModel
+
+    backbone = tiny_bert(num_labels=2) if options.get("backbone") == "bert" else tiny_llama()
+    cls = IAPTModel if method == "iapt" else PromptTuningModel
+    loaded = trainable_state(cls.from_pretrained(backbone, distributed_results["dir"] / f"{case}.saved"))
+    assert loaded and set(loaded) <= set(expected)
+    for name, value in loaded.items():
+        assert torch.equal(value, ranks[0]["state"][name]), f"saved {name}"
     # training moved every parameter, and the result is not what one rank's half alone gives
     assert all(not torch.equal(before[n], expected[n]) for n in expected), "a parameter did not train"
     _, half = reference(method, options, rows=slice(0, ROWS // WORLD))
