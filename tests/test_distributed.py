@@ -19,7 +19,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -225,8 +224,7 @@ def run_trainer(method, output_dir, per_device_batch, distributed):
         output_dir=str(output_dir), per_device_train_batch_size=per_device_batch, max_steps=TRAINER_STEPS,
         learning_rate=1e-2, lr_scheduler_type="constant", save_strategy="steps", save_steps=TRAINER_STEPS,
         logging_steps=1, report_to=[], use_cpu=True, ddp_backend="gloo" if distributed else None,
-        remove_unused_columns=False,
-        disable_tqdm=True, seed=0, data_seed=0, dataloader_num_workers=0)
+        remove_unused_columns=False, disable_tqdm=True, seed=0, data_seed=0, dataloader_num_workers=0)
     trainer = trainer_class(model=model, args=args, train_dataset=trainer_rows(method))
     trainer.train()
     return model, trainer
@@ -447,7 +445,7 @@ def test_trainer_loss_is_the_mean_over_the_models_own_targets(tmp_path, one_thre
 
     from fastprompt.methods import IAPTModel, IAPTTrainer, PromptTuningModel, PromptTuningTrainer
 
-    rows = [row for row in trainer_rows("iapt")[:8]]
+    rows = trainer_rows("iapt")[:8]
     collated = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
     for cls, trainer_class in ((IAPTModel, IAPTTrainer), (PromptTuningModel, PromptTuningTrainer)):
         model = cls(tiny_llama(), bottleneck=8) if cls is IAPTModel else cls(tiny_llama(), num_virtual_tokens=4, seed=0)
