@@ -60,6 +60,11 @@ CASES = {
     # backward per layer then fires its gradient hook once per layer, which DDP allows only with
     # static_graph=True (see the error case below)
     "ddp-iapt-checkpointing-reentrant": ("ddp", "iapt", {"checkpointing": "reentrant", "ddp": {"static_graph": True}}),
+    # rank 0's rows supervise every token, rank 1's their answer only: each rank passes the
+    # step's target count over both ranks (num_items_in_batch) and scales its loss by the world
+    # size, as the Trainer does, so the sum-reduced result equals the combined batch's mean
+    "ddp-prompt_tuning-unequal-counts": ("ddp", "prompt_tuning", {"unequal": True}),
+    "ddp-iapt-unequal-counts": ("ddp", "iapt", {"unequal": True}),
     "fsdp2-prompt_tuning": ("fsdp2", "prompt_tuning", {}),
     "fsdp2-dept": ("fsdp2", "dept", {}),
     "fsdp2-ept": ("fsdp2", "ept", {}),
@@ -134,7 +139,13 @@ def batch(step, options):
         tokens = torch.cat([instruction, instruction[:1] + 20, torch.tensor([2])])
         ids[row, :n + 2] = tokens
         labels[row, n:n + 2] = tokens[n:]
-    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}  # no token id is 0
+        if options.get("unequal") and row < ROWS // WORLD:
+            labels[row, :n] = instruction
+    out = {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": labels}  # no token id is 0
+    if options.get("unequal"):  # IAPT's generators then read the instruction, not the supervised tokens
+        out["instruction_mask"] = labels == -100
+        out["instruction_mask"][:ROWS // WORLD, :] = torch.arange(7) < 3
+    return out
 
 
 def tenant_ids(options, rows):
@@ -146,16 +157,37 @@ def tenant_ids(options, rows):
     return None
 
 
+def targets(model, labels):
+    """Number of targets of a causal LM batch: every label but -100, except IAPT's first column
+    (never predicted; prompt tuning's soft tokens in front predict it)."""
+    from fastprompt.methods import IAPTModel
+
+    return (labels[:, 1:] if isinstance(model, IAPTModel) else labels).ne(-100).sum()
+
+
 def train(model, call, options, rows):
     """STEPS AdamW steps of ``call`` (the wrapper, or its DDP / FSDP form) on ``rows`` of each
     step's batch, with the method's default parameter groups."""
+    import torch.distributed as dist
+
     optimizer = torch.optim.AdamW(model.param_groups())
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     for step in range(STEPS):
         inputs = {k: v[rows] for k, v in batch(step, options).items()}
+        if "instruction_mask" in inputs and model.__class__.__name__ != "IAPTModel":
+            del inputs["instruction_mask"]
         tenants = tenant_ids(options, range(ROWS)[rows])
         if tenants is not None:
             inputs["tenant_ids"] = tenants
+        if options.get("unequal") and world > 1:
+            count = targets(model, inputs["labels"])
+            dist.all_reduce(count)
+            inputs["num_items_in_batch"] = count
         loss = call(**inputs, use_cache=False).loss if options.get("backbone") != "bert" else call(**inputs).loss
+        if options.get("unequal"):
+            # each rank's loss is its share of the step's total (divided by the count over all
+            # ranks); DDP averages the ranks' gradients, so scale them back to a sum
+            loss = loss * world
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
