@@ -320,11 +320,17 @@ class AdapterModel(nn.Module):
             self._write_adapter(name, folder)
 
     def _write_adapter(self, name: str, folder: Path) -> None:
+        """Under FSDP2 every rank calls this: sharded tensors are gathered and rank 0 writes."""
         from safetensors.torch import save_file
 
+        from fastprompt.methods._sharded import gather_for_save
+
+        state, writer = gather_for_save(self._adapter_tensors(name))
+        if not writer:
+            return
         folder.mkdir(parents=True, exist_ok=True)
         cfg = self.adapter_configs[name]
-        state = {k: t.detach().contiguous().cpu() for k, t in self._adapter_tensors(name).items()}
+        state = {k: t.detach().contiguous().cpu() for k, t in state.items()}
         text = json.dumps(cfg.to_dict(), indent=2)
         _atomic_write(folder / WEIGHTS_NAME,
                       lambda p: save_file(state, p, metadata={"format": "pt", "method": cfg.method}))

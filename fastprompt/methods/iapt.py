@@ -405,6 +405,18 @@ class IAPTModel(AdapterModel):
 
     # ---- adapters ----------------------------------------------------------------------------
     @property
+    def loss_type(self) -> Optional[str]:
+        """What transformers.Trainer reads to count a batch's targets (``num_items_in_batch``, by
+        which the loss is divided): a causal LM's per-token loss is computed here on shifted
+        targets (``labels[:, 1:]``), so the Trainer must count those, not every label. (Without it
+        the count includes the first column, and the loss comes out too small wherever that
+        column is supervised; the Trainer gathers the count over all ranks, so it also sets the
+        weight of each rank's loss under DDP.)"""
+        if self.kind == "decoder" and self.base_model.can_generate():
+            return "ForCausalLM"
+        return getattr(self.base_model, "loss_type", None)
+
+    @property
     def num_tokens(self) -> int:
         return self.adapter_config.num_tokens
 

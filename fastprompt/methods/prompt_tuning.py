@@ -372,10 +372,12 @@ class PromptTuningModel(AdapterModel):
         return torch.cat([tensor[:, :start], block, tensor[:, start:]], dim=1)
 
     def _strip(self, tensor: torch.Tensor, num: int) -> torch.Tensor:
-        """``tensor`` (B, L + T, ...) without the soft-token columns."""
+        """``tensor`` (B, L + T, ...) without the soft-token columns, as a new tensor: a view would
+        keep the soft positions' values alive with it, and FSDP2 warns about (and cannot follow
+        in-place changes to) a view returned by the module it wraps."""
         start = self.prompt_start
         if start == 0:
-            return tensor[:, num:]
+            return tensor[:, num:].clone(memory_format=torch.contiguous_format)
         return torch.cat([tensor[:, :start], tensor[:, start + num:]], dim=1)
 
     def _prepend(self, input_ids, inputs_embeds, attention_mask):

@@ -19,3 +19,16 @@ def check_tensor(name: str, value, *, dim=None, shape_doc: str = "") -> None:
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def layout_like(grad, like: torch.Tensor):
+    """``grad`` with the strides of ``like``, the tensor it is the gradient of (unchanged when they
+    already agree).
+
+    The kernels return some gradients as slices of a larger buffer. Where a dimension has size 1
+    such a slice counts as contiguous but keeps the buffer's stride, and DistributedDataParallel
+    compares a gradient's strides exactly with those of its bucket: it warns ("Grad strides do not
+    match bucket view strides") and copies on every step."""
+    if grad is None or grad.stride() == like.stride():
+        return grad
+    return torch.empty_like(like, dtype=grad.dtype).copy_(grad)

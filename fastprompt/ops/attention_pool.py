@@ -7,7 +7,7 @@ and save only the log-sum-exp (B, K) for the backward, which recomputes the weig
 """
 import torch
 
-from fastprompt.ops._checks import check_tensor
+from fastprompt.ops._checks import check_tensor, layout_like
 
 
 def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
@@ -72,7 +72,7 @@ def _backward(ctx, grad_out, _grad_lse):
     grad_z, grad_queries = torch.ops.fastprompt.attention_pool_backward.default(
         grad_out, z, queries, mask, out, lse)
     return (grad_z if ctx.needs_input_grad[0] else None,
-            grad_queries if ctx.needs_input_grad[1] else None,
+            layout_like(grad_queries, queries) if ctx.needs_input_grad[1] else None,
             None)
 
 

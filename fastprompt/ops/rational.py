@@ -7,7 +7,7 @@ where channel c of the last dimension uses group g = c // (C / G).
 """
 import torch
 
-from fastprompt.ops._checks import check_choice, check_tensor
+from fastprompt.ops._checks import check_choice, check_tensor, layout_like
 
 FORMS = ("A", "B")
 MAX_DEGREE = 8
@@ -64,8 +64,8 @@ def _backward(ctx, grad_out):
     )
     return (
         grad_x if ctx.needs_input_grad[0] else None,
-        grad_num if ctx.needs_input_grad[1] else None,
-        grad_den if ctx.needs_input_grad[2] else None,
+        layout_like(grad_num, numerator) if ctx.needs_input_grad[1] else None,
+        layout_like(grad_den, denominator) if ctx.needs_input_grad[2] else None,
         None,
     )
 
