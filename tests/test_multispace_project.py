@@ -290,3 +290,21 @@ def test_random_shapes_match_reference():
         _check_against_reference(x, weight, b, logits, torch.float64)
 
     check()
+
+
+def test_ept_prompt_rejects_both_gates_like_the_reference():
+    from fastprompt.nn.prompt import ept_prompt
+    from fastprompt.reference import ept_prompt_ref
+
+    g = torch.Generator().manual_seed(0)
+    m, l, r, d, n = 3, 5, 2, 4, 2
+    args = [torch.randn(*s, generator=g) for s in [(m, d), (l, r), (r, d), (n, d, d), (n, d)]]
+    gates = dict(gate_logits=torch.randn(n, generator=g), gate_weight=torch.randn(n, d, generator=g),
+                 gate_bias=torch.randn(n, generator=g))
+    for fn in (ept_prompt, ept_prompt_ref):
+        with pytest.raises(ValueError, match="gate_logits, gate_weight"):
+            fn(*args, **gates)
+    module = fastprompt.nn.EPTPrompt(m, l, r, d, num_spaces=n, gate="per_row")
+    module.projection.gate_logits = torch.nn.Parameter(torch.zeros(n))  # both gates present
+    with pytest.raises(ValueError, match="gate_logits, gate_weight"):
+        module()

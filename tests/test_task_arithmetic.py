@@ -3,11 +3,11 @@ import pytest
 import torch
 
 import fastprompt
-from fastprompt.reference.vectors import combine_ref, dare_keep_mask, merge_ref
+from fastprompt.reference.task_arithmetic import MERGE_METHODS, combine_ref, dare_keep_mask, merge_ref
 
 from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, assert_close, require, requires_cuda
 
-METHODS = ["task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties"]
+METHODS = list(MERGE_METHODS)
 
 
 def _gen(seed):
@@ -384,7 +384,7 @@ def test_merge_cpu_and_cuda_identical(method):
 @pytest.mark.parametrize("device", DEVICES)
 def test_merge_bad_inputs(device):
     x = torch.randn(3, 10, device=device)
-    for density in (0.0, -0.5, 1.5, float("nan")):
+    for density in (0.0, -0.5, 1.5, float("nan"), "0.5x", None, True):
         with pytest.raises(ValueError, match="density"):
             fastprompt.merge(x, "ties", density=density)
     with pytest.raises(ValueError, match="method"):

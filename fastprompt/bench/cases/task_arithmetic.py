@@ -8,8 +8,7 @@ import fastprompt
 from fastprompt.bench.cases.common import compiled, element_size
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.reference import combine_ref, merge_ref
-
-MERGE_METHODS = ["task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties"]
+from fastprompt.reference.task_arithmetic import MERGE_METHODS
 DENSITY = 0.5
 
 
