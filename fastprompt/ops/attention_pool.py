@@ -10,6 +10,8 @@ import torch
 from fastprompt._dtypes import accumulation_dtype
 from fastprompt.ops._checks import check_tensor
 
+__all__ = ["attention_pool"]
+
 
 def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
     """Pool T tokens into K by learned-query attention.

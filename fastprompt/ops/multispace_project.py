@@ -8,6 +8,8 @@ import torch
 
 from fastprompt.ops._checks import check_tensor
 
+__all__ = ["multispace_project"]
+
 
 def _check_inputs(x, weight, bias, gate_logits):
     check_tensor("x", x)

@@ -12,6 +12,8 @@ import torch
 from fastprompt.ops._checks import FLOAT_DTYPES, check_tensor
 from fastprompt.reference.task_arithmetic import DARE_METHODS, check_density, check_merge_method, check_sign
 
+__all__ = ["combine", "merge"]
+
 
 def _check_weights(weights, name="weights"):
     if not isinstance(weights, torch.Tensor):

@@ -2,6 +2,8 @@ import torch
 
 from fastprompt._dtypes import accumulation_dtype
 
+__all__ = ["attention_pool_ref"]
+
 
 def attention_pool_ref(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
     """Reference of :func:`fastprompt.attention_pool` (scores, masked softmax over T, weighted sum).

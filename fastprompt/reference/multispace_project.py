@@ -3,6 +3,8 @@ import torch
 
 from fastprompt._dtypes import accumulation_dtype
 
+__all__ = ["multispace_project_ref", "multispace_project_folded_ref"]
+
 
 def _gates(gate_logits, num_spaces, rows_shape, compute, device):
     """Softmax gates: (N,) for a shared gate or None (uniform), (M, N) per row."""

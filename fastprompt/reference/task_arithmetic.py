@@ -22,6 +22,8 @@ import torch
 
 from fastprompt._dtypes import accumulation_dtype
 
+__all__ = ["combine_ref", "dare_keep_mask", "merge_ref"]
+
 MERGE_METHODS = ("task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties")
 SIGN_METHODS = ("total", "frequency")
 DARE_METHODS = ("dare", "dare_ties")        # the methods that draw a random keep mask

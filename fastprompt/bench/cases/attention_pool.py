@@ -3,7 +3,7 @@ torch.compile(reference)."""
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled, element_size
+from fastprompt.bench.cases._common import compiled, element_size
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.reference import attention_pool_ref, iapt_generator_ref
 

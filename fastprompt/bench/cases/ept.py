@@ -3,7 +3,7 @@ fastprompt (fastprompt.nn.EPTPrompt's computation, the multispace_project op) vs
 reference vs torch.compile(reference)."""
 import torch
 
-from fastprompt.bench.cases.common import compiled, element_size
+from fastprompt.bench.cases._common import compiled, element_size
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.nn.prompt import ept_prompt
 from fastprompt.reference import ept_prompt_ref

@@ -9,7 +9,7 @@ two products of the same size each.
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled
+from fastprompt.bench.cases._common import compiled
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.reference import multispace_project_folded_ref, multispace_project_ref
 

@@ -2,7 +2,7 @@
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled, element_size
+from fastprompt.bench.cases._common import compiled, element_size
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.reference import rational_ref
 

@@ -5,7 +5,7 @@ import functools
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled, element_size
+from fastprompt.bench.cases._common import compiled, element_size
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.reference import combine_ref, merge_ref
 from fastprompt.reference.task_arithmetic import MERGE_METHODS
