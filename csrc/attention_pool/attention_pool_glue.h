@@ -8,6 +8,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <limits>
 #include <optional>
 #include <tuple>
 
@@ -39,7 +40,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> prepare_backward(const Prepared& 
 at::Tensor unpack_queries_grad(const at::Tensor& grad_queries_t, const at::Tensor& queries);
 
 // The kernel calls of one device (attention_pool_ops.cpp: Cpu, attention_pool_ops_cuda.cpp: Cuda):
-//   static void check_limits(const at::Tensor& queries);   // what the device's kernels support
+//   static constexpr int64_t kMaxQueries;   // the most queries (columns) its kernels take
 //   static void forward(const Prepared&, at::Tensor& out, at::Tensor& lse);   // B, K > 0
 //   static void backward(const Prepared&, const at::Tensor& grad_out, const at::Tensor& out,
 //                        const at::Tensor& lse, at::Tensor& grad_z,
@@ -51,7 +52,8 @@ template <class Device>
 std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& z, const at::Tensor& queries,
                                               const std::optional<at::Tensor>& mask) {
   check_device<Device>(z, "z");
-  Launch<Device>::check_limits(queries);
+  check_size_at_most(queries, "queries", 2, 1, Launch<Device>::kMaxQueries,
+                     "queries (columns) on CUDA");
   const typename Device::Guard guard(z);
   Prepared p = prepare(z, queries, mask);
   const Problem& pb = p.problem;
@@ -67,7 +69,8 @@ std::tuple<at::Tensor, at::Tensor> backward_op(const at::Tensor& grad_out, const
                                                const std::optional<at::Tensor>& mask,
                                                const at::Tensor& out, const at::Tensor& lse) {
   check_device<Device>(z, "z");
-  Launch<Device>::check_limits(queries);
+  check_size_at_most(queries, "queries", 2, 1, Launch<Device>::kMaxQueries,
+                     "queries (columns) on CUDA");
   const typename Device::Guard guard(z);
   Prepared p = prepare(z, queries, mask);
   auto [g, o, l] = prepare_backward(p, grad_out, out, lse);

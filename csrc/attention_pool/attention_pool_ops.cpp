@@ -2,15 +2,6 @@
 // kernels' registration.
 #include "attention_pool/attention_pool_glue.h"
 
-TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
-  // z (B, T, D); queries (D, K); mask (B, T) bool, true = real token
-  // -> (out (B, K, D), lse (B, K) log-sum-exp of the scores, float32 / float64 for float64 z)
-  m.def("attention_pool(Tensor z, Tensor queries, Tensor? mask) -> (Tensor, Tensor)");
-  // -> (grad_z, grad_queries)
-  m.def("attention_pool_backward(Tensor grad_out, Tensor z, Tensor queries, Tensor? mask, "
-        "Tensor out, Tensor lse) -> (Tensor, Tensor)");
-}
-
 namespace fastprompt::attention_pool {
 
 Prepared prepare(const at::Tensor& z, const at::Tensor& queries,
@@ -80,9 +71,19 @@ at::Tensor unpack_queries_grad(const at::Tensor& grad_queries_t, const at::Tenso
   return grad_queries_t.t().to(queries.scalar_type()).contiguous();
 }
 
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // z (B, T, D); queries (D, K); mask (B, T) bool, true = real token
+  // -> (out (B, K, D), lse (B, K) log-sum-exp of the scores, float32 / float64 for float64 z)
+  m.def("attention_pool(Tensor z, Tensor queries, Tensor? mask) -> (Tensor, Tensor)");
+  // -> (grad_z, grad_queries)
+  m.def("attention_pool_backward(Tensor grad_out, Tensor z, Tensor queries, Tensor? mask, "
+        "Tensor out, Tensor lse) -> (Tensor, Tensor)");
+}
+
 template <>
 struct Launch<Cpu> {
-  static void check_limits(const at::Tensor&) {}
+  static constexpr int64_t kMaxQueries = std::numeric_limits<int64_t>::max();
   static void forward(const Prepared& p, at::Tensor& out, at::Tensor& lse) {
     forward_cpu(p.problem, p.z.data_ptr(), p.queries_t.data_ptr(), out.data_ptr(),
                 lse.data_ptr(), torch_parallel_for);

@@ -4,14 +4,10 @@
 
 namespace fastprompt::attention_pool {
 
-// The per-tile score buffers of the kernels live in shared memory (48 KiB without opt-in).
-constexpr int64_t kMaxQueriesCuda = 64;
-
 template <>
 struct Launch<Cuda> {
-  static void check_limits(const at::Tensor& queries) {
-    check_size_at_most(queries, "queries", 2, 1, kMaxQueriesCuda, "queries (columns) on CUDA");
-  }
+  // the per-tile score buffers of the kernels live in shared memory (48 KiB without opt-in)
+  static constexpr int64_t kMaxQueries = 64;
   static void forward(const Prepared& p, at::Tensor& out, at::Tensor& lse) {
     at::Tensor ws = workspace(workspace_bytes_cuda(p.problem), p.z);
     forward_cuda(p.problem, p.z.data_ptr(), p.queries_t.data_ptr(), out.data_ptr(),

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <limits>
 #include <optional>
 #include <tuple>
 
@@ -41,7 +42,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& saved, const Kernels& kernels);
 
 // The kernels of one device (multispace_project_ops.cpp: Cpu, multispace_project_ops_cuda.cpp:
-// Cuda): static void check_limits(const at::Tensor& weight); static const Kernels& kernels().
+// Cuda): static constexpr int64_t kMaxSpaces (the most spaces its kernels take);
+// static const Kernels& kernels().
 template <class Device>
 struct Launch;
 
@@ -50,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& x, const at::Ten
                                               const std::optional<at::Tensor>& bias,
                                               const std::optional<at::Tensor>& gate_logits) {
   check_device<Device>(x, "x");
-  Launch<Device>::check_limits(weight);
+  check_size_at_most(weight, "weight", 3, 0, Launch<Device>::kMaxSpaces, "spaces on CUDA");
   const typename Device::Guard guard(x);
   return forward(x, weight, bias, gate_logits, Launch<Device>::kernels());
 }
@@ -61,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op(
     const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& gate_logits,
     const at::Tensor& saved) {
   check_device<Device>(x, "x");
-  Launch<Device>::check_limits(weight);
+  check_size_at_most(weight, "weight", 3, 0, Launch<Device>::kMaxSpaces, "spaces on CUDA");
   const typename Device::Guard guard(x);
   return backward(grad_out, x, weight, bias, gate_logits, saved, Launch<Device>::kernels());
 }

@@ -10,18 +10,6 @@
 
 #include <vector>
 
-TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
-  // x (..., d_in); weight (N, d_in, d_out); bias (N, d_out); gate_logits (N,) shared or
-  // x.shape[:-1] + (N,) per row; none = uniform
-  // -> (out (..., d_out), saved for the backward: folded weight (d_in, d_out) for a shared gate,
-  //     projections x @ weight[k] (N, M, d_out) for per-row gates)
-  m.def("multispace_project(Tensor x, Tensor weight, Tensor? bias, Tensor? gate_logits) "
-        "-> (Tensor, Tensor)");
-  // -> (grad_x, grad_weight, grad_bias ((0,) without bias), grad_gate_logits ((0,) without))
-  m.def("multispace_project_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor? bias, "
-        "Tensor? gate_logits, Tensor saved) -> (Tensor, Tensor, Tensor, Tensor)");
-}
-
 namespace fastprompt::multispace_project {
 namespace {
 
@@ -206,9 +194,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {grad_x2.view(x.sizes()), grad_weight, grad_bias, grad_logits};
 }
 
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // x (..., d_in); weight (N, d_in, d_out); bias (N, d_out); gate_logits (N,) shared or
+  // x.shape[:-1] + (N,) per row; none = uniform
+  // -> (out (..., d_out), saved for the backward: folded weight (d_in, d_out) for a shared gate,
+  //     projections x @ weight[k] (N, M, d_out) for per-row gates)
+  m.def("multispace_project(Tensor x, Tensor weight, Tensor? bias, Tensor? gate_logits) "
+        "-> (Tensor, Tensor)");
+  // -> (grad_x, grad_weight, grad_bias ((0,) without bias), grad_gate_logits ((0,) without))
+  m.def("multispace_project_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor? bias, "
+        "Tensor? gate_logits, Tensor saved) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
 template <>
 struct Launch<Cpu> {
-  static void check_limits(const at::Tensor&) {}
+  static constexpr int64_t kMaxSpaces = std::numeric_limits<int64_t>::max();
   static const Kernels& kernels() {
     static const Kernels k{
         [](const Problem& pb, const void* w, const void* b, const void* l, void* we, void* be) {

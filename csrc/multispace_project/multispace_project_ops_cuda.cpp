@@ -5,14 +5,9 @@
 
 namespace fastprompt::multispace_project {
 
-// the gates of a block live in shared memory
-constexpr int64_t kMaxSpacesCuda = 1024;
-
 template <>
 struct Launch<Cuda> {
-  static void check_limits(const at::Tensor& weight) {
-    check_size_at_most(weight, "weight", 3, 0, kMaxSpacesCuda, "spaces on CUDA");
-  }
+  static constexpr int64_t kMaxSpaces = 1024;  // the gates of a block live in shared memory
   static const Kernels& kernels() {
     static const Kernels k{
         [](const Problem& pb, const void* w, const void* b, const void* l, void* we, void* be) {

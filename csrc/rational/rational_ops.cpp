@@ -2,14 +2,6 @@
 // kernels' registration.
 #include "rational/rational_glue.h"
 
-TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
-  // x (..., C); numerator (G, m+1); denominator (G, n); form "A" or "B"
-  m.def("rational(Tensor x, Tensor numerator, Tensor denominator, str form) -> Tensor");
-  // -> (grad_x, grad_numerator, grad_denominator)
-  m.def("rational_backward(Tensor grad_out, Tensor x, Tensor numerator, Tensor denominator, "
-        "str form) -> (Tensor, Tensor, Tensor)");
-}
-
 namespace fastprompt::rational {
 
 Prepared prepare(const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
@@ -82,6 +74,15 @@ void check_grad_out(const at::Tensor& grad_out, const at::Tensor& x) {
   TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "grad_out: expected dtype ",
               x.scalar_type(), ", got ", grad_out.scalar_type());
   check_same_device(x, "x", grad_out, "grad_out");
+}
+
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // x (..., C); numerator (G, m+1); denominator (G, n); form "A" or "B"
+  m.def("rational(Tensor x, Tensor numerator, Tensor denominator, str form) -> Tensor");
+  // -> (grad_x, grad_numerator, grad_denominator)
+  m.def("rational_backward(Tensor grad_out, Tensor x, Tensor numerator, Tensor denominator, "
+        "str form) -> (Tensor, Tensor, Tensor)");
 }
 
 template <>

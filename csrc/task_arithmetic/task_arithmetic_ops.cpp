@@ -8,19 +8,6 @@
 #include <array>
 #include <utility>
 
-TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
-  // bank (T, N); weights (B, T); base (1 or B, N) -> out (B, N) = base + weights @ bank
-  m.def("combine(Tensor bank, Tensor weights, Tensor? base) -> Tensor");
-  // base_rows: 0 (no base), 1 (shared) or B -> (grad_bank (T, N), grad_weights (B, T),
-  // grad_base (base_rows, N))
-  m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, int base_rows) "
-        "-> (Tensor, Tensor, Tensor)");
-  // vectors (T, N); weights (T,); method task_arithmetic | magnitude_prune | ties | dare |
-  // dare_ties; sign total | frequency; seed: DARE mask seed -> (N,)
-  m.def("merge(Tensor vectors, Tensor weights, str method, float density, str sign, int seed) "
-        "-> Tensor");
-}
-
 namespace fastprompt::task_arithmetic {
 
 PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weights,
@@ -162,6 +149,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
     }
   }
   return {grad_bank, grad_weights.to(weights.scalar_type()), grad_base};
+}
+
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // bank (T, N); weights (B, T); base (1 or B, N) -> out (B, N) = base + weights @ bank
+  m.def("combine(Tensor bank, Tensor weights, Tensor? base) -> Tensor");
+  // base_rows: 0 (no base), 1 (shared) or B -> (grad_bank (T, N), grad_weights (B, T),
+  // grad_base (base_rows, N))
+  m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, int base_rows) "
+        "-> (Tensor, Tensor, Tensor)");
+  // vectors (T, N); weights (T,); method task_arithmetic | magnitude_prune | ties | dare |
+  // dare_ties; sign total | frequency; seed: DARE mask seed -> (N,)
+  m.def("merge(Tensor vectors, Tensor weights, str method, float density, str sign, int seed) "
+        "-> Tensor");
 }
 
 template <>
