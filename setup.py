@@ -1,5 +1,12 @@
 """Build fastprompt._C: CPU sources always, CUDA sources when a CUDA toolchain is usable.
 
+Sources (found by these rules; adding an op family is adding a folder):
+  csrc/fastprompt.cpp              the Python module
+  csrc/common/                     shared headers only
+  csrc/<family>/*.cpp              CPU sources of an op family (every folder of csrc/ but common)
+  csrc/<family>/*_cuda.cpp         its CUDA torch glue (includes c10/cuda headers): CUDA builds only
+  csrc/<family>/*.cu               its torch-free CUDA kernels: CUDA builds only
+
 Environment:
   FASTPROMPT_CUDA=0/1   force the CUDA sources off / on (default: on when nvcc is found and
                         torch was built with CUDA)
@@ -57,11 +64,22 @@ if USE_CUDA:
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
 
-cpp_sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
-cuda_glue = [s for s in cpp_sources if s.endswith("_cuda.cpp")]
-sources = [s for s in cpp_sources if s not in cuda_glue]
-if USE_CUDA:
-    sources += cuda_glue + sorted(glob.glob("csrc/**/*.cu", recursive=True))
+def op_families():
+    """The op family folders of csrc/ (every folder but common/)."""
+    return sorted(d for d in os.listdir("csrc") if os.path.isdir(os.path.join("csrc", d)) and d != "common")
+
+
+def family_sources(family, cuda):
+    """CPU sources of a family, plus its CUDA glue and kernels when `cuda` (rules above)."""
+    cpp = sorted(glob.glob(os.path.join("csrc", family, "*.cpp")))
+    cuda_glue = [s for s in cpp if s.endswith("_cuda.cpp")]
+    sources = [s for s in cpp if s not in cuda_glue]
+    if cuda:
+        sources += cuda_glue + sorted(glob.glob(os.path.join("csrc", family, "*.cu")))
+    return sources
+
+
+sources = ["csrc/fastprompt.cpp"] + [s for f in op_families() for s in family_sources(f, USE_CUDA)]
 
 debug = os.environ.get("FASTPROMPT_DEBUG", "0") == "1"
 opt = ["-O0", "-g"] if debug else ["-O3"]

@@ -11,16 +11,12 @@ Functional API (each op has CPU and CUDA kernels, autograd and torch.compile sup
 Modules live in :mod:`fastprompt.nn`, pure-PyTorch references in :mod:`fastprompt.reference`.
 """
 from fastprompt._library import built_with_cuda, library_path  # loads fastprompt._C
-from fastprompt.ops import attention_pool, rational
-from fastprompt.ops import combine, merge
+from fastprompt import ops
+from fastprompt.ops import *  # noqa: F401,F403  (every op family's functions, see fastprompt.ops)
 from fastprompt import nn, reference
-
-from fastprompt.ops import multispace_project
 
 __version__ = "0.1.0"
 
-__all__ = ["attention_pool", "rational", "nn", "reference", "built_with_cuda", "library_path", "__version__"]
-__all__ += ["combine", "merge"]
-__all__ += ["multispace_project"]
+__all__ = ops.__all__ + ["nn", "reference", "built_with_cuda", "library_path", "__version__"]
 
-from fastprompt import vectors  # task prompt vectors: arithmetic, merging, init, PromptBank
+from fastprompt import vectors  # noqa: E402  task prompt vectors: arithmetic, merging, init, PromptBank

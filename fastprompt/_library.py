@@ -18,6 +18,12 @@ def library_path() -> str:
     return _C.__file__
 
 
+def operators() -> list:
+    """Qualified names ("fastprompt::<op>") of every operator the library registers."""
+    return sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastprompt::"))
+
+
 def built_with_cuda() -> bool:
-    """True when the CUDA kernels were compiled into this build."""
-    return torch._C._dispatch_has_kernel_for_dispatch_key("fastprompt::rational", "CUDA")
+    """True when the CUDA kernels of every op family were compiled into this build."""
+    ops = operators()
+    return bool(ops) and all(torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA") for op in ops)

@@ -6,6 +6,7 @@ import fastprompt
 from fastprompt.reference import attention_pool_ref
 
 from conftest import DEVICES, LOW_PRECISION, assert_close, requires_cuda, require
+from op_harness import OpTester, Sample, run_with_grads
 
 # (B, T, D, K): odd and prime sizes, one longer than a token chunk (256), single elements
 SHAPES = [(2, 7, 13, 3), (3, 300, 37, 5), (1, 1, 1, 1), (4, 17, 64, 4), (2, 521, 9, 2)]
@@ -25,19 +26,11 @@ def _inputs(shape, device, dtype=torch.float64, queries_dtype=None, masked=True,
 
 
 def _reference_grads(z, queries, mask, grad_out):
-    zr = z.detach().double().requires_grad_(True)
-    qr = queries.detach().double().requires_grad_(True)
-    out = attention_pool_ref(zr, qr, mask)
-    out.backward(grad_out.double())
-    return out.detach(), zr.grad, qr.grad
+    return run_with_grads(lambda a, b: attention_pool_ref(a, b, mask), (z, queries), grad_out, double=True)
 
 
 def _kernel_grads(z, queries, mask, grad_out):
-    z = z.detach().requires_grad_(True)
-    queries = queries.detach().requires_grad_(True)
-    out = fastprompt.attention_pool(z, queries, mask)
-    out.backward(grad_out.to(out.dtype))
-    return out.detach(), z.grad, queries.grad
+    return run_with_grads(lambda a, b: fastprompt.attention_pool(a, b, mask), (z, queries), grad_out)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -56,82 +49,73 @@ def test_forward_and_gradients_match_reference_float64(device, shape, masked):
         assert (dz[~mask] == 0).all()
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", [(2, 300, 40, 4), (3, 19, 7, 3)], ids=str)
-def test_float32_matches_reference(device, shape):
-    z, queries, mask = _inputs(shape, device, torch.float32)
-    grad_out = torch.randn(shape[0], shape[3], shape[2], device=device)
-    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
-    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
-    assert_close(out, ref, torch.float32)
-    assert_close(dz, dz_ref, torch.float32)
-    assert_close(dq, dq_ref, torch.float32, scale=10)  # a sum over B * T terms
+class AttentionPoolTester(OpTester):
+    """The shared op tests (tests/op_harness.py) of fastprompt.attention_pool."""
+
+    op = staticmethod(fastprompt.attention_pool)
+    reference = staticmethod(attention_pool_ref)
+
+    def reference_cases(self):
+        def float32(shape):
+            # the queries gradient is a sum over B * T terms
+            return lambda device: Sample(_inputs(shape, device, torch.float32), torch.float32, {1: 10})
+
+        def low(dtype, queries_dtype):
+            qd = dtype if queries_dtype == "same" else torch.float32
+            return lambda device: Sample(_inputs((3, 70, 24, 4), device, dtype, qd), dtype, {1: 4})
+
+        cases = {f"float32-{shape}": float32(shape) for shape in [(2, 300, 40, 4), (3, 19, 7, 3)]}
+        cases.update({f"{dtype}-queries_{qd}": low(dtype, qd) for dtype in LOW_PRECISION
+                      for qd in ("same", "float32")})
+        return cases
+
+    def gradcheck_cases(self):
+        def case(masked):
+            def build(device):
+                z, queries, mask = _inputs((2, 6, 5, 3), device)
+                mask = mask if masked else None
+                return (lambda a, b: fastprompt.attention_pool(a, b, mask)), (z.requires_grad_(True),
+                                                                                queries.requires_grad_(True))
+            return build
+
+        return {"mask": case(True), "nomask": case(False)}
+
+    def opcheck_cases(self):
+        def build(device):
+            z, queries, mask = _inputs((2, 9, 6, 3), device)
+            z.requires_grad_(True)
+            queries.requires_grad_(True)
+            out, lse = torch.ops.fastprompt.attention_pool.default(z, queries, mask)
+            return [(torch.ops.fastprompt.attention_pool.default, (z, queries, mask)),
+                    (torch.ops.fastprompt.attention_pool.default, (z, queries, None)),
+                    (torch.ops.fastprompt.attention_pool_backward.default,
+                     (torch.randn_like(out), z.detach(), queries.detach(), mask, out.detach(), lse))]
+
+        return {"float64": build}
+
+    def non_contiguous_cases(self):
+        def build(device):
+            B, T, D, K = 3, 40, 12, 4
+            gen = torch.Generator().manual_seed(3)
+            z = torch.randn(T, B, 2 * D, generator=gen, dtype=torch.float64).to(device).transpose(0, 1)[..., ::2]
+            queries = torch.randn(K, D, generator=gen, dtype=torch.float64).to(device).t()
+            mask = (torch.rand(T, B, generator=gen) > 0.2).to(device).t()
+            assert not z.is_contiguous() and not queries.is_contiguous() and not mask.is_contiguous()
+            return Sample((z, queries, mask))
+
+        return {"strided": build}
+
+    def empty_cases(self):
+        def case(shape):
+            return lambda device: Sample(_inputs(shape, device, masked=False))
+
+        return {str(shape): case(shape) for shape in [(0, 5, 4, 2), (2, 0, 4, 2), (2, 5, 4, 0), (2, 5, 0, 3)]}
+
+    def compile_cases(self):
+        return {"float32": lambda device: _inputs((2, 11, 8, 3), device, torch.float32)}
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
-@pytest.mark.parametrize("queries_dtype", ["same", "float32"])
-def test_low_precision_within_tolerance(device, dtype, queries_dtype):
-    shape = (3, 70, 24, 4)
-    qd = dtype if queries_dtype == "same" else torch.float32
-    z, queries, mask = _inputs(shape, device, dtype, qd)
-    grad_out = torch.randn(shape[0], shape[3], shape[2], device=device).to(dtype)
-    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
-    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
-    assert out.dtype == dtype and dz.dtype == dtype and dq.dtype == qd
-    assert_close(out, ref, dtype)
-    assert_close(dz, dz_ref, dtype)
-    assert_close(dq, dq_ref, dtype, scale=4)
-
-
-def test_gradcheck_float64():
-    z, queries, mask = _inputs((2, 6, 5, 3), "cpu")
-    z.requires_grad_(True)
-    queries.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, b: fastprompt.attention_pool(a, b, mask), (z, queries))
-    assert torch.autograd.gradcheck(lambda a, b: fastprompt.attention_pool(a, b), (z, queries))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_opcheck(device):
-    z, queries, mask = _inputs((2, 9, 6, 3), device)
-    z.requires_grad_(True)
-    queries.requires_grad_(True)
-    torch.library.opcheck(torch.ops.fastprompt.attention_pool.default, (z, queries, mask))
-    torch.library.opcheck(torch.ops.fastprompt.attention_pool.default, (z, queries, None))
-    out, lse = torch.ops.fastprompt.attention_pool.default(z, queries, mask)
-    torch.library.opcheck(torch.ops.fastprompt.attention_pool_backward.default,
-                          (torch.randn_like(out), z.detach(), queries.detach(), mask, out.detach(), lse))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_non_contiguous_inputs(device):
-    B, T, D, K = 3, 40, 12, 4
-    gen = torch.Generator().manual_seed(3)
-    z = torch.randn(T, B, 2 * D, generator=gen, dtype=torch.float64).to(device).transpose(0, 1)[..., ::2]
-    queries = torch.randn(K, D, generator=gen, dtype=torch.float64).to(device).t()
-    mask = (torch.rand(T, B, generator=gen) > 0.2).to(device).t()
-    assert not z.is_contiguous() and not queries.is_contiguous() and not mask.is_contiguous()
-    grad_out = torch.randn(B, K, D, dtype=torch.float64, device=device)
-    out, dz, dq = _kernel_grads(z, queries, mask, grad_out)
-    ref, dz_ref, dq_ref = _reference_grads(z, queries, mask, grad_out)
-    assert_close(out, ref, torch.float64)
-    assert_close(dz, dz_ref, torch.float64)
-    assert_close(dq, dq_ref, torch.float64)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", [(0, 5, 4, 2), (2, 0, 4, 2), (2, 5, 4, 0), (2, 5, 0, 3)], ids=str)
-def test_empty_tensors(device, shape):
-    z, queries, _ = _inputs(shape, device, masked=False)
-    grad_out = torch.randn(shape[0], shape[3], shape[2], dtype=torch.float64, device=device)
-    out, dz, dq = _kernel_grads(z, queries, None, grad_out)
-    assert out.shape == (shape[0], shape[3], shape[2])
-    assert dz.shape == z.shape and dq.shape == queries.shape
-    ref, dz_ref, dq_ref = _reference_grads(z, queries, None, grad_out)
-    assert_close(out, ref, torch.float64)
-    assert_close(dz, dz_ref, torch.float64)
-    assert_close(dq, dq_ref, torch.float64)
+AttentionPoolTester().add_tests(globals())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -174,25 +158,6 @@ def test_results_do_not_depend_on_thread_count():
         torch.set_num_threads(threads)
     for a, b in zip(one, many):
         assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_torch_compile_fullgraph(device):
-    z, queries, mask = _inputs((2, 11, 8, 3), device, torch.float32)
-    z.requires_grad_(True)
-    queries.requires_grad_(True)
-
-    def f(z, queries, mask):
-        return (fastprompt.attention_pool(z, queries, mask) ** 2).sum()
-
-    compiled = torch.compile(f, fullgraph=True)
-    loss = compiled(z, queries, mask)
-    dz, dq = torch.autograd.grad(loss, (z, queries))
-    loss_e = f(z, queries, mask)
-    dz_e, dq_e = torch.autograd.grad(loss_e, (z, queries))
-    torch.testing.assert_close(loss, loss_e)
-    torch.testing.assert_close(dz, dz_e)
-    torch.testing.assert_close(dq, dq_e)
 
 
 def _raises(match, *args, exc=(RuntimeError, ValueError)):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import fastprompt
+from fastprompt._dtypes import accumulation_dtype
 
 from conftest import assert_close
 
@@ -27,14 +28,10 @@ def _outputs_and_grads(fn, inputs, seed=1):
     return [out.detach()] + [t.grad for t in leaves if t is not None and t.is_floating_point()]
 
 
-def _coef_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def rational_case(dtype, form):
     x = _randn(3, 4 * 37, dtype=dtype, scale=2.0)
-    a = _randn(4, 6, dtype=_coef_dtype(dtype), seed=2)
-    b = _randn(4, 5, dtype=_coef_dtype(dtype), seed=3)
+    a = _randn(4, 6, dtype=accumulation_dtype(dtype), seed=2)
+    b = _randn(4, 5, dtype=accumulation_dtype(dtype), seed=3)
     return _outputs_and_grads(lambda x, a, b: fastprompt.rational(x, a, b, form), [x, a, b])
 
 

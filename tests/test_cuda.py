@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import fastprompt
+from fastprompt._dtypes import accumulation_dtype
 from fastprompt.nn.rational import rational_init
 from fastprompt.reference import attention_pool_ref, combine_ref, multispace_project_ref, rational_ref
 
@@ -76,7 +77,7 @@ def on_both(fn, inputs, grad_out, dtype, scale=1.0, names=None):
 def test_rational_matches_cpu(dtype, form, degrees, groups, shape):
     gen = torch.Generator().manual_seed(sum(shape) + groups)
     m, n = degrees
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 2).to(dtype)
     a = torch.randn(groups, m + 1, generator=gen, dtype=torch.float64).to(coef_dtype)
     b = torch.randn(groups, n, generator=gen, dtype=torch.float64).to(coef_dtype)
@@ -189,7 +190,7 @@ def test_rational_extreme_inputs_match_cpu(dtype, form, degrees):
     x = torch.tensor(values, dtype=torch.float64).clamp(-info.max, info.max).to(dtype)
     x = x.repeat(3)[None, :]
     m, n = degrees
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     gen = torch.Generator().manual_seed(m * 10 + n)
     cases = [(torch.randn(1, m + 1, generator=gen), torch.randn(1, n, generator=gen)) for _ in range(8)]
     cases += [(torch.randn(1, m + 1, generator=gen), torch.zeros(1, n)),
@@ -276,7 +277,7 @@ def test_rational_grid_stride_loops_run_more_than_once(dtype):
     n = 8192 * 256 * (16 // torch.empty(0, dtype=dtype).element_size()) * 2 + 37
     gen = torch.Generator().manual_seed(5)
     x = (torch.randn(n, generator=gen) * 3).to(dtype)
-    a = torch.randn(1, 6, generator=gen).to(torch.float64 if dtype == torch.float64 else torch.float32)
+    a = torch.randn(1, 6, generator=gen).to(accumulation_dtype(dtype))
     b = torch.randn(1, 5, generator=gen).to(a.dtype)
     dy = torch.randn(n, generator=gen).to(dtype)
     on_both(lambda x, a, b: fastprompt.rational(x, a, b, "B"), [x, a, b], dy, dtype, scale=16)
@@ -302,7 +303,7 @@ def test_rational_misaligned_input(dtype, groups):
     gen = torch.Generator().manual_seed(8)
     x = (torch.randn(4097, device="cuda", dtype=torch.float64) * 2).to(dtype)[1:]  # storage offset 1
     assert x.data_ptr() % 16 != 0
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     a, b = torch.randn(groups, 6, generator=gen).to(coef_dtype), torch.randn(groups, 5, generator=gen).to(coef_dtype)
     dy = torch.randn(4096, generator=gen).to(dtype)
     on_both(lambda x, a, b: fastprompt.rational(x, a, b, "A"), [x, a, b], dy, dtype, scale=4)

@@ -6,6 +6,7 @@ import fastprompt
 from fastprompt.reference import multispace_project_folded_ref, multispace_project_ref
 
 from conftest import DEVICES, LOW_PRECISION, assert_close, requires_cuda, require
+from op_harness import OpTester, Sample, run_with_grads
 
 GATES = ["none", "shared", "per_row"]
 # (leading shape, N, d_in, d_out): odd and prime sizes, one fold chunk crossed (d_in*d_out > 4096),
@@ -26,34 +27,10 @@ def _inputs(lead, n, d_in, d_out, gate, device, dtype=torch.float64, bias=True, 
     return x, weight, b, logits
 
 
-def _grads(fn, x, weight, bias, logits, grad_out, double=False):
-    args = [x, weight, bias, logits]
-    leaves = [None if a is None else a.detach().clone() for a in args]
-    if double:
-        leaves = [None if a is None else a.double() for a in leaves]
-    for a in leaves:
-        if a is not None:
-            a.requires_grad_(True)
-    out = fn(*leaves)
-    out.backward(grad_out.to(out.dtype))
-    return [out.detach()] + [None if a is None else a.grad for a in leaves]
-
-
 def _check_against_reference(x, weight, bias, logits, dtype, scale=1.0, grad_scale=None):
-    lead, d_out = x.shape[:-1], weight.shape[2]
-    grad_out = torch.randn(*lead, d_out, dtype=torch.float64, device=x.device)
-    got = _grads(fastprompt.multispace_project, x, weight, bias, logits, grad_out)
-    ref = _grads(multispace_project_ref, x, weight, bias, logits, grad_out, double=True)
-    names = ["out", "grad_x", "grad_weight", "grad_bias", "grad_gate_logits"]
-    for name, a, b, inp in zip(names, got, ref, [None, x, weight, bias, logits]):
-        if b is None:
-            assert a is None, name
-            continue
-        assert a.shape == b.shape, name
-        assert a.dtype == (dtype if inp is None else inp.dtype), name
-        s = scale if (grad_scale is None or name == "out") else grad_scale
-        assert_close(a, b, dtype, scale=s, msg=name)
-    return got
+    g = scale if grad_scale is None else grad_scale
+    sample = Sample((x, weight, bias, logits), dtype, {"out": scale, 0: g, 1: g, 2: g, 3: g})
+    return MultispaceProjectTester().check_against_reference(sample)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -65,21 +42,6 @@ def test_forward_and_gradients_match_reference_float64(device, shape, gate, bias
     _check_against_reference(x, weight, b, logits, torch.float64)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gate", GATES)
-def test_float32_matches_reference(device, gate):
-    x, weight, b, logits = _inputs((37,), 4, 96, 53, gate, device, torch.float32)
-    _check_against_reference(x, weight, b, logits, torch.float32, grad_scale=10)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
-@pytest.mark.parametrize("gate", GATES)
-def test_low_precision_within_tolerance(device, dtype, gate):
-    x, weight, b, logits = _inputs((2, 9), 3, 24, 16, gate, device, dtype)
-    _check_against_reference(x, weight, b, logits, dtype, grad_scale=4)
-
-
 def test_folded_reference_matches_reference():
     for gate in ("none", "shared"):
         x, weight, b, logits = _inputs((6, 2), 4, 9, 5, gate, "cpu")
@@ -89,60 +51,88 @@ def test_folded_reference_matches_reference():
         multispace_project_folded_ref(x, weight, b, torch.zeros(6, 2, 4, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("gate", GATES)
-def test_gradcheck_float64(gate):
-    x, weight, b, logits = _inputs((2, 3), 3, 4, 5, gate, "cpu")
-    args = [t.requires_grad_(True) for t in (x, weight, b) + ((logits,) if logits is not None else ())]
-    if logits is None:
-        fn = lambda a, w, bb: fastprompt.multispace_project(a, w, bb)  # noqa: E731
-    else:
-        fn = fastprompt.multispace_project
-    assert torch.autograd.gradcheck(fn, tuple(args))
-    assert torch.autograd.gradcheck(lambda a, w: fastprompt.multispace_project(a, w, None, logits), (x, weight))
+class MultispaceProjectTester(OpTester):
+    """The shared op tests (tests/op_harness.py) of fastprompt.multispace_project."""
+
+    op = staticmethod(fastprompt.multispace_project)
+    reference = staticmethod(multispace_project_ref)
+    compile_backend = "aot_eager"  # the default backend: test_torch_compile_default_backend_module
+
+    def reference_cases(self):
+        def float32(gate):
+            return lambda device: Sample(_inputs((37,), 4, 96, 53, gate, device, torch.float32), torch.float32,
+                                         {0: 10, 1: 10, 2: 10, 3: 10})
+
+        def low(dtype, gate):
+            return lambda device: Sample(_inputs((2, 9), 3, 24, 16, gate, device, dtype), dtype,
+                                         {0: 4, 1: 4, 2: 4, 3: 4})
+
+        cases = {f"float32-{gate}": float32(gate) for gate in GATES}
+        cases.update({f"{dtype}-{gate}": low(dtype, gate) for dtype in LOW_PRECISION for gate in GATES})
+        return cases
+
+    def gradcheck_cases(self):
+        def case(gate, bias):
+            def build(device):
+                x, weight, b, logits = _inputs((2, 3), 3, 4, 5, gate, device)
+                x.requires_grad_(True)
+                weight.requires_grad_(True)
+                if not bias:
+                    return (lambda a, w: fastprompt.multispace_project(a, w, None, logits)), (x, weight)
+                args = [b.requires_grad_(True)] + ([logits.requires_grad_(True)] if logits is not None else [])
+                return (lambda a, w, *rest: fastprompt.multispace_project(a, w, *rest)), (x, weight, *args)
+            return build
+
+        return {f"{gate}-{bias}": case(gate, bias) for gate in GATES for bias in ("bias", "nobias")}
+
+    def opcheck_cases(self):
+        def case(gate):
+            def build(device):
+                x, weight, b, logits = _inputs((3, 2), 3, 6, 5, gate, device)
+                for t in (x, weight, b, logits):
+                    if t is not None:
+                        t.requires_grad_(True)
+                op = torch.ops.fastprompt.multispace_project.default
+                out, saved = op(x, weight, b, logits)
+                return [(op, (x, weight, b, logits)), (op, (x, weight, None, logits)),
+                        (torch.ops.fastprompt.multispace_project_backward.default,
+                         (torch.randn_like(out), x.detach(), weight.detach(), b.detach(),
+                          None if logits is None else logits.detach(), saved))]
+            return build
+
+        return {gate: case(gate) for gate in GATES}
+
+    def non_contiguous_cases(self):
+        def case(gate):
+            def build(device):
+                gen = torch.Generator().manual_seed(5)
+                n, d_in, d_out = 3, 10, 7
+                x = torch.randn(6, 4, 2 * d_in, generator=gen, dtype=torch.float64).to(device).transpose(0, 1)[..., ::2]
+                weight = torch.randn(d_out, n, d_in, generator=gen, dtype=torch.float64).to(device).permute(1, 2, 0)
+                b = torch.randn(d_out, n, generator=gen, dtype=torch.float64).to(device).t()
+                logits = {"none": None,
+                          "shared": torch.randn(2 * n, generator=gen, dtype=torch.float64).to(device)[::2],
+                          "per_row": torch.randn(n, 6, 4, generator=gen, dtype=torch.float64).to(device).permute(2, 1, 0)}[gate]
+                assert not x.is_contiguous() and not weight.is_contiguous() and not b.is_contiguous()
+                assert logits is None or not logits.is_contiguous()
+                return Sample((x, weight, b, logits))
+            return build
+
+        return {gate: case(gate) for gate in GATES}
+
+    def empty_cases(self):
+        def case(shape, gate):
+            return lambda device: Sample(_inputs(*shape, gate, device))
+
+        shapes = [((0,), 3, 4, 5), ((2, 0), 3, 4, 5), ((4,), 2, 0, 3), ((4,), 2, 3, 0)]
+        return {f"{gate}-{shape}": case(shape, gate) for gate in GATES for shape in shapes}
+
+    def compile_cases(self):
+        return {gate: (lambda device, gate=gate: _inputs((2, 5), 3, 8, 6, gate, device, torch.float32))
+                for gate in GATES}
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gate", GATES)
-def test_opcheck(device, gate):
-    x, weight, b, logits = _inputs((3, 2), 3, 6, 5, gate, device)
-    for t in (x, weight, b, logits):
-        if t is not None:
-            t.requires_grad_(True)
-    op = torch.ops.fastprompt.multispace_project.default
-    torch.library.opcheck(op, (x, weight, b, logits))
-    torch.library.opcheck(op, (x, weight, None, logits))
-    out, saved = op(x, weight, b, logits)
-    torch.library.opcheck(torch.ops.fastprompt.multispace_project_backward.default,
-                          (torch.randn_like(out), x.detach(), weight.detach(), b.detach(),
-                           None if logits is None else logits.detach(), saved))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gate", GATES)
-def test_non_contiguous_inputs(device, gate):
-    gen = torch.Generator().manual_seed(5)
-    n, d_in, d_out = 3, 10, 7
-    x = torch.randn(6, 4, 2 * d_in, generator=gen, dtype=torch.float64).to(device).transpose(0, 1)[..., ::2]
-    weight = torch.randn(d_out, n, d_in, generator=gen, dtype=torch.float64).to(device).permute(1, 2, 0)
-    b = torch.randn(d_out, n, generator=gen, dtype=torch.float64).to(device).t()
-    logits = {"none": None,
-              "shared": torch.randn(2 * n, generator=gen, dtype=torch.float64).to(device)[::2],
-              "per_row": torch.randn(n, 6, 4, generator=gen, dtype=torch.float64).to(device).permute(2, 1, 0)}[gate]
-    assert not x.is_contiguous() and not weight.is_contiguous() and not b.is_contiguous()
-    assert logits is None or not logits.is_contiguous()
-    _check_against_reference(x, weight, b, logits, torch.float64)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gate", GATES)
-@pytest.mark.parametrize("shape", [((0,), 3, 4, 5), ((2, 0), 3, 4, 5), ((4,), 2, 0, 3), ((4,), 2, 3, 0)], ids=str)
-def test_empty_tensors(device, gate, shape):
-    x, weight, b, logits = _inputs(*shape, gate, device)
-    got = _check_against_reference(x, weight, b, logits, torch.float64)
-    if x.numel() == 0 and shape[2] > 0:  # no rows: every parameter gradient is exactly zero
-        for g in got[2:]:
-            if g is not None:
-                assert (g == 0).all()
+MultispaceProjectTester().add_tests(globals())
 
 
 @pytest.mark.parametrize("gate", ["shared", "per_row"])
@@ -152,38 +142,17 @@ def test_results_do_not_depend_on_thread_count(gate):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _grads(fastprompt.multispace_project, x, weight, b, logits, grad_out)
+        one = run_with_grads(fastprompt.multispace_project, (x, weight, b, logits), grad_out)
         torch.set_num_threads(max(2, threads))
-        many = _grads(fastprompt.multispace_project, x, weight, b, logits, grad_out)
+        many = run_with_grads(fastprompt.multispace_project, (x, weight, b, logits), grad_out)
     finally:
         torch.set_num_threads(threads)
     # the fused kernels are deterministic; the BLAS products may split differently per thread count
     for a, c in zip(one, many):
         torch.testing.assert_close(a, c)
-    again = _grads(fastprompt.multispace_project, x, weight, b, logits, grad_out)
+    again = run_with_grads(fastprompt.multispace_project, (x, weight, b, logits), grad_out)
     for a, c in zip(many, again):
         assert torch.equal(a, c)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gate", GATES)
-def test_torch_compile_fullgraph(device, gate):
-    x, weight, b, logits = _inputs((2, 5), 3, 8, 6, gate, device, torch.float32)
-    leaves = [t for t in (x, weight, b, logits) if t is not None]
-    for t in leaves:
-        t.requires_grad_(True)
-
-    def f(x, weight, b, logits):
-        return (fastprompt.multispace_project(x, weight, b, logits) ** 2).sum()
-
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    loss = compiled(x, weight, b, logits)
-    grads = torch.autograd.grad(loss, leaves)
-    loss_e = f(x, weight, b, logits)
-    grads_e = torch.autograd.grad(loss_e, leaves)
-    torch.testing.assert_close(loss, loss_e)
-    for a, c in zip(grads, grads_e):
-        torch.testing.assert_close(a, c)
 
 
 def test_torch_compile_default_backend_module():
@@ -290,3 +259,21 @@ def test_random_shapes_match_reference():
         _check_against_reference(x, weight, b, logits, torch.float64)
 
     check()
+
+
+def test_ept_prompt_rejects_both_gates_like_the_reference():
+    from fastprompt.nn.prompt import ept_prompt
+    from fastprompt.reference import ept_prompt_ref
+
+    g = torch.Generator().manual_seed(0)
+    m, l, r, d, n = 3, 5, 2, 4, 2
+    args = [torch.randn(*s, generator=g) for s in [(m, d), (l, r), (r, d), (n, d, d), (n, d)]]
+    gates = dict(gate_logits=torch.randn(n, generator=g), gate_weight=torch.randn(n, d, generator=g),
+                 gate_bias=torch.randn(n, generator=g))
+    for fn in (ept_prompt, ept_prompt_ref):
+        with pytest.raises(ValueError, match="gate_logits, gate_weight"):
+            fn(*args, **gates)
+    module = fastprompt.nn.EPTPrompt(m, l, r, d, num_spaces=n, gate="per_row")
+    module.projection.gate_logits = torch.nn.Parameter(torch.zeros(n))  # both gates present
+    with pytest.raises(ValueError, match="gate_logits, gate_weight"):
+        module()

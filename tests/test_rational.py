@@ -3,11 +3,13 @@ import pytest
 import torch
 
 import fastprompt
+from fastprompt._dtypes import accumulation_dtype
 from fastprompt.nn import RationalActivation
 from fastprompt.nn.rational import _table, rational_init
 from fastprompt.reference import rational_ref
 
 from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, TOLERANCES, assert_close, requires_cuda, restore_threads  # noqa: F401
+from op_harness import OpTester, Sample, run_with_grads
 
 DEGREES = [(5, 4), (3, 2), (6, 5), (0, 1), (8, 8), (2, 7)]
 
@@ -15,7 +17,7 @@ DEGREES = [(5, 4), (3, 2), (6, 5), (0, 1), (8, 8), (2, 7)]
 def make_inputs(shape, groups, degrees, dtype, device, scale=2.0, seed=None):
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     m, n = degrees
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     x = (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(device, dtype)
     a = torch.randn(groups, m + 1, generator=gen, dtype=torch.float64).to(device, coef_dtype)
     b = torch.randn(groups, n, generator=gen, dtype=torch.float64).to(device, coef_dtype)
@@ -23,17 +25,11 @@ def make_inputs(shape, groups, degrees, dtype, device, scale=2.0, seed=None):
 
 
 def reference_with_grads(x, a, b, form, grad_out):
-    x64, a64, b64 = (t.detach().double().requires_grad_(True) for t in (x, a, b))
-    y = rational_ref(x64, a64, b64, form)
-    y.backward(grad_out.double())
-    return y.detach(), x64.grad, a64.grad, b64.grad
+    return run_with_grads(lambda *t: rational_ref(*t, form), (x, a, b), grad_out, double=True)
 
 
 def kernel_with_grads(x, a, b, form, grad_out):
-    x, a, b = (t.detach().requires_grad_(True) for t in (x, a, b))
-    y = fastprompt.rational(x, a, b, form)
-    y.backward(grad_out)
-    return y.detach(), x.grad, a.grad, b.grad
+    return run_with_grads(lambda *t: fastprompt.rational(*t, form), (x, a, b), grad_out)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -52,56 +48,69 @@ def test_forward_and_gradients_match_reference(device, dtype, form, degrees, gro
     assert_close(y[representable], ry[representable], dtype)
     assert_close(gx[representable], rgx[representable], dtype, scale=4.0)
     # coefficient gradients are float32 (or float64) sums over many elements
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     scale = 1.0 if dtype in (torch.float64, torch.float32) else 0.5
     assert_close(ga, rga, coef_dtype, scale=20 * scale * (x.numel() ** 0.5))
     assert_close(gb, rgb, coef_dtype, scale=20 * scale * (x.numel() ** 0.5))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("form", ["A", "B"])
-@pytest.mark.parametrize("degrees,groups", [((5, 4), 1), ((3, 2), 2), ((0, 3), 1), ((4, 4), 3)])
-def test_gradcheck(device, form, degrees, groups):
-    x, a, b = make_inputs((3, groups * 5), groups, degrees, torch.float64, device)
-    inputs = tuple(t.requires_grad_(True) for t in (x, a, b))
-    assert torch.autograd.gradcheck(lambda x, a, b: fastprompt.rational(x, a, b, form), inputs)
+class RationalTester(OpTester):
+    """The shared op tests (tests/op_harness.py) of fastprompt.rational."""
+
+    op = staticmethod(fastprompt.rational)
+    reference = staticmethod(rational_ref)
+    compile_backend = "aot_eager"  # the default backend is covered by the module test below
+
+    def gradcheck_cases(self):
+        def case(form, degrees, groups):
+            def build(device):
+                x, a, b = make_inputs((3, groups * 5), groups, degrees, torch.float64, device)
+                inputs = tuple(t.requires_grad_(True) for t in (x, a, b))
+                return (lambda x, a, b: fastprompt.rational(x, a, b, form)), inputs
+            return build
+
+        return {f"{form}-{degrees}-g{groups}": case(form, degrees, groups) for form in ("A", "B")
+                for degrees, groups in [((5, 4), 1), ((3, 2), 2), ((0, 3), 1), ((4, 4), 3)]}
+
+    def opcheck_cases(self):
+        def case(dtype):
+            def build(device):
+                x, a, b = make_inputs((4, 6), 2, (5, 4), dtype, device)
+                for t in (x, a, b):
+                    t.requires_grad_(True)
+                g = torch.randn_like(x)
+                return [(torch.ops.fastprompt.rational.default, (x, a, b, "A")),
+                        (torch.ops.fastprompt.rational_backward.default,
+                         (g, x.detach(), a.detach(), b.detach(), "B"))]
+            return build
+
+        return {str(dtype): case(dtype) for dtype in (torch.float32, torch.float64, torch.bfloat16)}
+
+    def non_contiguous_cases(self):
+        def build(device):
+            base, a_full, b_full = make_inputs((9, 24), 3, (5, 4), torch.float32, device)
+            x = base.t().contiguous().t()[1:8:2, :]          # column-major and strided rows
+            a = a_full.t().contiguous().t()                  # non-contiguous coefficients
+            b = torch.cat([b_full, b_full], 1)[:, ::2]
+            return Sample((x, a, b, "A"), torch.float32, {0: 4, 1: 20, 2: 20})
+
+        return {"strided": build}
+
+    def empty_cases(self):
+        def case(shape):
+            def build(device):
+                groups = 2 if shape[-1] else 1
+                x, a, b = make_inputs(shape, groups, (5, 4), torch.float32, device)
+                return Sample((x, a, b, "A"), torch.float32)
+            return build
+
+        return {str(shape): case(shape) for shape in [(0, 8), (3, 0), (0,)]}
+
+    def compile_cases(self):
+        return {"float32": lambda device: make_inputs((4, 12), 3, (5, 4), torch.float32, device) + ("B",)}
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_opcheck(device, dtype):
-    x, a, b = make_inputs((4, 6), 2, (5, 4), dtype, device)
-    x.requires_grad_(True)
-    a.requires_grad_(True)
-    b.requires_grad_(True)
-    torch.library.opcheck(torch.ops.fastprompt.rational.default, (x, a, b, "A"))
-    g = torch.randn_like(x)
-    torch.library.opcheck(torch.ops.fastprompt.rational_backward.default, (g, x.detach(), a.detach(), b.detach(), "B"))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_non_contiguous_inputs(device):
-    base, a_full, b_full = make_inputs((9, 24), 3, (5, 4), torch.float32, device)
-    x = base.t().contiguous().t()[1:8:2, :]          # column-major and strided rows
-    a = a_full.t().contiguous().t()                  # non-contiguous coefficients
-    b = torch.cat([b_full, b_full], 1)[:, ::2]
-    grad_out = torch.randn(x.shape, device=device)
-    y, gx, ga, gb = kernel_with_grads(x, a, b, "A", grad_out)
-    ry, rgx, rga, rgb = reference_with_grads(x, a, b, "A", grad_out)
-    assert_close(y, ry, torch.float32)
-    assert_close(gx, rgx, torch.float32, scale=4)
-    assert_close(ga, rga, torch.float32, scale=20)
-    assert_close(gb, rgb, torch.float32, scale=20)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", [(0, 8), (3, 0), (0,)])
-def test_empty(device, shape):
-    groups = 2 if shape[-1] else 1
-    x, a, b = make_inputs(shape, groups, (5, 4), torch.float32, device)
-    y, gx, ga, gb = kernel_with_grads(x, a, b, "A", torch.zeros(shape, device=device))
-    assert y.shape == shape and gx.shape == shape
-    assert torch.equal(ga, torch.zeros_like(ga)) and torch.equal(gb, torch.zeros_like(gb))
+RationalTester().add_tests(globals())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -129,7 +138,7 @@ def test_no_nan_from_finite_input(device, dtype, form, degrees):
     x = torch.tensor(values, dtype=torch.float64).clamp(-info.max, info.max).to(device, dtype)
     x = x.repeat(3)[None, :]  # long enough for full vectors and tails
     m, n = degrees
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     for a, b in [
         (torch.randn(1, m + 1), torch.randn(1, n)),
         (torch.randn(1, m + 1), torch.zeros(1, n)),      # Q == 1: y = P(x) can only overflow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fastprompt
-from fastprompt.reference.vectors import merge_ref
+from fastprompt.reference.task_arithmetic import merge_ref
 from fastprompt.vectors import (CheckpointNotFoundError, MixingCoefficients, PromptBank, TaskPromptVector,
                                 across_inits, across_tasks, grid_search_coefficients, init_from_vectors,
                                 learn_coefficients, pairwise, prompt_objective, random_init)

@@ -7,15 +7,8 @@
 // then an online-softmax update of the running max / sum / weighted sum of the chunk. Chunk
 // partials are merged per row in index order. The backward recomputes the attention weights
 // from the saved log-sum-exp in the same single pass over z.
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
-#include <type_traits>
-#include <vector>
+#include "attention_pool/attention_pool_cpu_prelude.h"
 
-#include "attention_pool/attention_pool.h"
-#include "common/dispatch.h"
 #include "common/simd.h"
 
 namespace fastprompt {

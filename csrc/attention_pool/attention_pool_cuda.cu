@@ -16,33 +16,24 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <stdexcept>
-#include <string>
 
 #include "attention_pool/attention_pool.h"
+#include "common/cuda_utils.cuh"
 #include "common/dispatch.h"
 #include "common/scalar.h"
 
-namespace fastprompt {
-namespace attention_pool {
+namespace fastprompt::attention_pool {
 namespace {
+
+using namespace gpu;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kTile = 32;     // tokens per tile
 constexpr int kKGroup = 8;    // queries handled together in registers
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("fastprompt: CUDA launch of ") + what +
-                             " failed: " + cudaGetErrorString(err));
-  }
-}
-
 constexpr int64_t kTargetBlocks = 512;                  // enough to fill any current GPU
 constexpr int64_t kWorkspaceBudget = int64_t(64) << 20;  // bytes of chunk partials, at most
-constexpr int64_t kMaxGridY = 65535;
 constexpr size_t kQueryStageBytes = 16384;
 constexpr size_t kMaxSharedBytes = 48 * 1024;  // dynamic shared memory without opt-in
 
@@ -63,7 +54,7 @@ int64_t num_chunks(const Problem& pb, int64_t chunk) {
   return std::max<int64_t>(1, (pb.tokens + chunk - 1) / chunk);
 }
 
-unsigned grid_y(int64_t batch) { return unsigned(std::min<int64_t>(std::max<int64_t>(batch, 1), kMaxGridY)); }
+unsigned grid_y(int64_t batch) { return blocks_for(batch, 1, kMaxGridYZ); }
 
 // Copies the (K, D) queries into shared memory when `stage` (block-uniform); returns the
 // pointer the block reads them from. Ends with a barrier.
@@ -362,7 +353,7 @@ __global__ void backward_partial_kernel(const C* __restrict__ grad_out, const T*
 template <typename C>
 __global__ void reduce_items_kernel(const C* __restrict__ part, C* __restrict__ dst, int64_t n,
                                     int64_t items) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = global_thread();
   if (i >= n) return;
   C s = C(0);
   for (int64_t item = 0; item < items; ++item) s += part[item * n + i];
@@ -441,5 +432,4 @@ void backward_cuda(const Problem& pb, const void* grad_out, const void* z, const
   });
 }
 
-}  // namespace attention_pool
-}  // namespace fastprompt
+}  // namespace fastprompt::attention_pool

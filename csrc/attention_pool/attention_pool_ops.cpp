@@ -1,14 +1,8 @@
-// Torch glue of self-attention pooling: argument checks, packing, CPU registration.
+// Torch glue of self-attention pooling: the op schemas, argument checks, packing, the CPU
+// kernels' registration.
 #include "attention_pool/attention_pool_glue.h"
 
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <torch/library.h>
-
-#include "common/torch_glue.h"
-
-namespace fastprompt {
-namespace attention_pool {
+namespace fastprompt::attention_pool {
 
 Prepared prepare(const at::Tensor& z, const at::Tensor& queries,
                  const std::optional<at::Tensor>& mask) {
@@ -77,50 +71,30 @@ at::Tensor unpack_queries_grad(const at::Tensor& grad_queries_t, const at::Tenso
   return grad_queries_t.t().to(queries.scalar_type()).contiguous();
 }
 
-namespace {
-
-void check_cpu(const at::Tensor& z) {
-  TORCH_CHECK(z.device().is_cpu(), "z: expected a CPU tensor, got one on ", z.device());
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // z (B, T, D); queries (D, K); mask (B, T) bool, true = real token
+  // -> (out (B, K, D), lse (B, K) log-sum-exp of the scores, float32 / float64 for float64 z)
+  m.def("attention_pool(Tensor z, Tensor queries, Tensor? mask) -> (Tensor, Tensor)");
+  // -> (grad_z, grad_queries)
+  m.def("attention_pool_backward(Tensor grad_out, Tensor z, Tensor queries, Tensor? mask, "
+        "Tensor out, Tensor lse) -> (Tensor, Tensor)");
 }
 
-std::tuple<at::Tensor, at::Tensor> forward_cpu_op(const at::Tensor& z, const at::Tensor& queries,
-                                                  const std::optional<at::Tensor>& mask) {
-  check_cpu(z);
-  Prepared p = prepare(z, queries, mask);
-  const Problem& pb = p.problem;
-  at::Tensor out = at::empty({pb.batch, pb.num_queries, pb.dim}, p.z.options());
-  at::Tensor lse = at::empty({pb.batch, pb.num_queries}, p.z.options().dtype(p.compute));
-  if (pb.batch > 0 && pb.num_queries > 0) {
-    forward_cpu(pb, p.z.data_ptr(), p.queries_t.data_ptr(), out.data_ptr(), lse.data_ptr(),
-                torch_parallel_for);
+template <>
+struct Launch<Cpu> {
+  static constexpr int64_t kMaxQueries = std::numeric_limits<int64_t>::max();
+  static void forward(const Prepared& p, at::Tensor& out, at::Tensor& lse) {
+    forward_cpu(p.problem, p.z.data_ptr(), p.queries_t.data_ptr(), out.data_ptr(),
+                lse.data_ptr(), torch_parallel_for);
   }
-  return {out, lse};
-}
-
-std::tuple<at::Tensor, at::Tensor> backward_cpu_op(const at::Tensor& grad_out, const at::Tensor& z,
-                                                   const at::Tensor& queries,
-                                                   const std::optional<at::Tensor>& mask,
-                                                   const at::Tensor& out, const at::Tensor& lse) {
-  check_cpu(z);
-  Prepared p = prepare(z, queries, mask);
-  auto [g, o, l] = prepare_backward(p, grad_out, out, lse);
-  const Problem& pb = p.problem;
-  at::Tensor grad_z = at::empty_like(p.z);
-  at::Tensor grad_queries_t = at::empty({pb.num_queries, pb.dim}, p.queries_t.options());
-  grad_queries_t.zero_();
-  if (pb.batch > 0) {
-    backward_cpu(pb, g.data_ptr(), p.z.data_ptr(), p.queries_t.data_ptr(), o.data_ptr(),
+  static void backward(const Prepared& p, const at::Tensor& g, const at::Tensor& o,
+                       const at::Tensor& l, at::Tensor& grad_z, at::Tensor& grad_queries_t) {
+    backward_cpu(p.problem, g.data_ptr(), p.z.data_ptr(), p.queries_t.data_ptr(), o.data_ptr(),
                  l.data_ptr(), grad_z.data_ptr(), grad_queries_t.data_ptr(), torch_parallel_for);
   }
-  return {grad_z, unpack_queries_grad(grad_queries_t, queries)};
-}
+};
 
-}  // namespace
+}  // namespace fastprompt::attention_pool
 
-TORCH_LIBRARY_IMPL(fastprompt, CPU, m) {
-  m.impl("attention_pool", &forward_cpu_op);
-  m.impl("attention_pool_backward", &backward_cpu_op);
-}
-
-}  // namespace attention_pool
-}  // namespace fastprompt
+FP_REGISTER_KERNELS(CPU, Cpu, attention_pool)

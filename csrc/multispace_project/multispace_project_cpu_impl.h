@@ -9,12 +9,7 @@
 // chunk and the matching chunk of G once: writes dW_k = g_k G and the chunk's partial <G, W_k>,
 // summed over chunks in index order afterwards.
 // Rows (per-row gates): work item = a block of rows; each row is read and written once.
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
-#include "common/dispatch.h"
-#include "multispace_project/multispace_project.h"
+#include "multispace_project/multispace_project_cpu_prelude.h"
 
 namespace fastprompt {
 namespace multispace_project {
@@ -225,9 +220,9 @@ void rows_backward(const Problem& pb, const S* grad_out, const S* proj, const S*
   });
 }
 
-// ---- type-erased entry points -----------------------------------------------------------------
+// ---- type-erased entry points (one set per build) ----------------------------------------------
 
-inline void fold_any(const Problem& pb, const void* weight, const void* bias, const void* logits,
+void run_fold(const Problem& pb, const void* weight, const void* bias, const void* logits,
                      void* w_eff, void* b_eff, ParallelFor pf) {
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
@@ -236,7 +231,7 @@ inline void fold_any(const Problem& pb, const void* weight, const void* bias, co
   });
 }
 
-inline void fold_backward_any(const Problem& pb, const void* weight, const void* bias,
+void run_fold_backward(const Problem& pb, const void* weight, const void* bias,
                               const void* logits, const void* grad, const void* col_sum,
                               void* grad_weight, void* grad_bias, void* grad_logits,
                               ParallelFor pf) {
@@ -249,7 +244,7 @@ inline void fold_backward_any(const Problem& pb, const void* weight, const void*
   });
 }
 
-inline void rows_forward_any(const Problem& pb, const void* proj, const void* bias,
+void run_rows_forward(const Problem& pb, const void* proj, const void* bias,
                              const void* logits, void* out, ParallelFor pf) {
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
@@ -258,7 +253,7 @@ inline void rows_forward_any(const Problem& pb, const void* proj, const void* bi
   });
 }
 
-inline void rows_backward_any(const Problem& pb, const void* grad_out, const void* proj,
+void run_rows_backward(const Problem& pb, const void* grad_out, const void* proj,
                               const void* bias, const void* logits, void* grad_proj, void* gates,
                               void* grad_logits, ParallelFor pf) {
   dispatch_dtype(pb.dtype, [&](auto tag) {

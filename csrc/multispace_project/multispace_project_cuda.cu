@@ -15,9 +15,8 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
+#include "common/cuda_utils.cuh"
 #include "common/dispatch.h"
 #include "common/scalar.h"
 #include "multispace_project/multispace_project.h"
@@ -26,45 +25,12 @@ namespace fastprompt {
 namespace multispace_project {
 namespace {
 
+using namespace gpu;
+
 constexpr int kThreads = 256;
 constexpr int kPerThread = kChunk / kThreads;  // elements per thread in fold backward pass 1
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("fastprompt: CUDA launch of ") + what +
-                             " failed: " + cudaGetErrorString(err));
-  }
-}
-
-int grid_for(int64_t work, int threads) {
-  const int64_t blocks = (work + threads - 1) / threads;
-  return int(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535)));
-}
-
-bool aligned(const void* p, int64_t bytes) {
-  return p == nullptr || reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0;
-}
-
-template <typename S, int V>
-struct alignas(sizeof(S) * V) Pack {
-  S v[V];
-};
-
-template <typename S, int V, typename A>
-__device__ __forceinline__ void load_pack(const S* p, A (&out)[V]) {
-  const Pack<S, V> pk = *reinterpret_cast<const Pack<S, V>*>(p);
-#pragma unroll
-  for (int i = 0; i < V; ++i) out[i] = A(Convert<S>::load(pk.v[i]));
-}
-
-template <typename S, int V, typename A>
-__device__ __forceinline__ void store_pack(S* p, const A (&in)[V]) {
-  Pack<S, V> pk;
-#pragma unroll
-  for (int i = 0; i < V; ++i) pk.v[i] = Convert<S>::store(in[i]);
-  *reinterpret_cast<Pack<S, V>*>(p) = pk;
-}
+int grid_for(int64_t work, int threads) { return int(blocks_for(work, threads, kMaxGridYZ)); }
 
 // softmax of n logits (nullptr: 1/n), by one thread
 template <typename S, typename A>
@@ -110,8 +76,8 @@ __global__ void fold_kernel(const S* __restrict__ src, const S* __restrict__ log
   if (threadIdx.x == 0) softmax_serial(logits, n, g);
   __syncthreads();
   const int64_t packs = e_total / V;
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < packs; p += stride) {
+  const int64_t stride = grid_threads();
+  for (int64_t p = global_thread(); p < packs; p += stride) {
     A acc[V] = {};
     for (int64_t k = 0; k < n; ++k) {
       A w[V];
@@ -287,7 +253,6 @@ __global__ void rows_backward_kernel(const S* __restrict__ grad_out, const S* __
   }
 }
 
-cudaStream_t as_stream(void* s) { return static_cast<cudaStream_t>(s); }
 
 template <typename S>
 size_t acc_bytes(int64_t count) {

@@ -1,19 +1,16 @@
-// Torch glue of the multi-space projection: argument checks, the matrix products, CPU
-// registration. The products go to the vendor BLAS through at::mm / at::addmm; the fused kernels
-// around them are per device (Kernels table).
+// Torch glue of the multi-space projection: the op schemas, argument checks, the matrix
+// products, the CPU kernels' registration. The products go to the vendor BLAS through at::mm /
+// at::addmm; the fused kernels around them are per device (Kernels table).
+#include "multispace_project/multispace_project_glue.h"
+
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
-#include <torch/library.h>
 
 #include <vector>
 
-#include "common/torch_glue.h"
-#include "multispace_project/multispace_project_glue.h"
-
-namespace fastprompt {
-namespace multispace_project {
+namespace fastprompt::multispace_project {
 namespace {
 
 const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
@@ -197,53 +194,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {grad_x2.view(x.sizes()), grad_weight, grad_bias, grad_logits};
 }
 
-namespace {
-
-void check_cpu(const at::Tensor& x) {
-  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // x (..., d_in); weight (N, d_in, d_out); bias (N, d_out); gate_logits (N,) shared or
+  // x.shape[:-1] + (N,) per row; none = uniform
+  // -> (out (..., d_out), saved for the backward: folded weight (d_in, d_out) for a shared gate,
+  //     projections x @ weight[k] (N, M, d_out) for per-row gates)
+  m.def("multispace_project(Tensor x, Tensor weight, Tensor? bias, Tensor? gate_logits) "
+        "-> (Tensor, Tensor)");
+  // -> (grad_x, grad_weight, grad_bias ((0,) without bias), grad_gate_logits ((0,) without))
+  m.def("multispace_project_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor? bias, "
+        "Tensor? gate_logits, Tensor saved) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
-const Kernels& cpu_kernels() {
-  static const Kernels k{
-      [](const Problem& pb, const void* w, const void* b, const void* l, void* we, void* be) {
-        fold_cpu(pb, w, b, l, we, be, torch_parallel_for);
-      },
-      [](const Problem& pb, const void* w, const void* b, const void* l, const void* g,
-         const void* cs, void* gw, void* gb, void* gl, const at::Tensor&) {
-        fold_backward_cpu(pb, w, b, l, g, cs, gw, gb, gl, torch_parallel_for);
-      },
-      [](const Problem& pb, const void* pr, const void* b, const void* l, void* out) {
-        rows_forward_cpu(pb, pr, b, l, out, torch_parallel_for);
-      },
-      [](const Problem& pb, const void* dy, const void* pr, const void* b, const void* l,
-         void* dp, void* g, void* gl) {
-        rows_backward_cpu(pb, dy, pr, b, l, dp, g, gl, torch_parallel_for);
-      },
-  };
-  return k;
-}
+template <>
+struct Launch<Cpu> {
+  static constexpr int64_t kMaxSpaces = std::numeric_limits<int64_t>::max();
+  static const Kernels& kernels() {
+    static const Kernels k{
+        [](const Problem& pb, const void* w, const void* b, const void* l, void* we, void* be) {
+          fold_cpu(pb, w, b, l, we, be, torch_parallel_for);
+        },
+        [](const Problem& pb, const void* w, const void* b, const void* l, const void* g,
+           const void* cs, void* gw, void* gb, void* gl, const at::Tensor&) {
+          fold_backward_cpu(pb, w, b, l, g, cs, gw, gb, gl, torch_parallel_for);
+        },
+        [](const Problem& pb, const void* pr, const void* b, const void* l, void* out) {
+          rows_forward_cpu(pb, pr, b, l, out, torch_parallel_for);
+        },
+        [](const Problem& pb, const void* dy, const void* pr, const void* b, const void* l,
+           void* dp, void* g, void* gl) {
+          rows_backward_cpu(pb, dy, pr, b, l, dp, g, gl, torch_parallel_for);
+        },
+    };
+    return k;
+  }
+};
 
-std::tuple<at::Tensor, at::Tensor> forward_cpu_op(const at::Tensor& x, const at::Tensor& weight,
-                                                  const std::optional<at::Tensor>& bias,
-                                                  const std::optional<at::Tensor>& gate_logits) {
-  check_cpu(x);
-  return forward(x, weight, bias, gate_logits, cpu_kernels());
-}
+}  // namespace fastprompt::multispace_project
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu_op(
-    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
-    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& gate_logits,
-    const at::Tensor& saved) {
-  check_cpu(x);
-  return backward(grad_out, x, weight, bias, gate_logits, saved, cpu_kernels());
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastprompt, CPU, m) {
-  m.impl("multispace_project", &forward_cpu_op);
-  m.impl("multispace_project_backward", &backward_cpu_op);
-}
-
-}  // namespace multispace_project
-}  // namespace fastprompt
+FP_REGISTER_KERNELS(CPU, Cpu, multispace_project)

@@ -1,4 +1,5 @@
-// Baseline-ISA CPU kernels and the runtime choice between them and the AVX2 / AVX-512 builds.
+// Baseline build of the rational CPU kernels and the run-time choice between it and the AVX2 /
+// AVX-512 builds (the idiom is described in common/cpu_isa.h).
 #define FP_CPU_ISA baseline
 #define FP_CPU_LANES 8
 #include "rational/rational_cpu_impl.h"
@@ -8,44 +9,21 @@
 namespace fastprompt {
 namespace rational {
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define FP_DECLARE_ISA(isa)                                                                    \
-  namespace isa {                                                                              \
+#define FP_RATIONAL_CPU_ENTRY_POINTS                                                           \
   void forward(const Problem& pb, const void* x, void* y, ParallelFor pf);                     \
   void backward(const Problem& pb, const void* grad_out, const void* x, void* grad_x,          \
-                void* grad_coef, ParallelFor pf);                                              \
-  }
-FP_DECLARE_ISA(avx2)
-FP_DECLARE_ISA(avx512)
-#undef FP_DECLARE_ISA
-
-using Isa = CpuIsa;
+                void* grad_coef, ParallelFor pf);
+FP_DECLARE_CPU_BUILD(avx2, FP_RATIONAL_CPU_ENTRY_POINTS)
+FP_DECLARE_CPU_BUILD(avx512, FP_RATIONAL_CPU_ENTRY_POINTS)
 
 void forward_cpu(const Problem& pb, const void* x, void* y, ParallelFor pf) {
-  switch (best_cpu_isa()) {
-    case Isa::kAvx512: return avx512::forward(pb, x, y, pf);
-    case Isa::kAvx2: return avx2::forward(pb, x, y, pf);
-    default: return baseline::forward(pb, x, y, pf);
-  }
+  FP_CPU_DISPATCH(forward, pb, x, y, pf);
 }
 
 void backward_cpu(const Problem& pb, const void* grad_out, const void* x, void* grad_x,
                   void* grad_coef, ParallelFor pf) {
-  switch (best_cpu_isa()) {
-    case Isa::kAvx512: return avx512::backward(pb, grad_out, x, grad_x, grad_coef, pf);
-    case Isa::kAvx2: return avx2::backward(pb, grad_out, x, grad_x, grad_coef, pf);
-    default: return baseline::backward(pb, grad_out, x, grad_x, grad_coef, pf);
-  }
+  FP_CPU_DISPATCH(backward, pb, grad_out, x, grad_x, grad_coef, pf);
 }
-#else
-void forward_cpu(const Problem& pb, const void* x, void* y, ParallelFor pf) {
-  baseline::forward(pb, x, y, pf);
-}
-void backward_cpu(const Problem& pb, const void* grad_out, const void* x, void* grad_x,
-                  void* grad_coef, ParallelFor pf) {
-  baseline::backward(pb, grad_out, x, grad_x, grad_coef, pf);
-}
-#endif
 
 }  // namespace rational
 }  // namespace fastprompt

@@ -1,5 +1,5 @@
-// The CPU kernels compiled for AVX-512 (16 lanes, 32 vector registers); chosen at run time when
-// the CPU has AVX-512 F/BW/DQ/VL. See rational_cpu_avx2.cpp for the include order.
+// The rational CPU kernels built for AVX-512 F/BW/DQ/VL (16 lanes, 32 vector registers);
+// include order: common/cpu_isa.h.
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "rational/rational_cpu_prelude.h"
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")

@@ -2,14 +2,9 @@
 // FP_CPU_ISA with FP_CPU_LANES float lanes (rational_cpu.cpp: baseline, 8 lanes;
 // rational_cpu_avx2.cpp: AVX2 + FMA, 8 lanes; rational_cpu_avx512.cpp: AVX-512, 16 lanes).
 // Float-like storage runs on float vectors; float64 runs scalar.
-#include <algorithm>
-#include <cstring>
-#include <limits>
-#include <vector>
+#include "rational/rational_cpu_prelude.h"
 
-#include "common/dispatch.h"
 #include "common/simd.h"
-#include "rational/rational.h"
 #include "rational/rational_math.h"
 
 namespace fastprompt {

@@ -1,8 +1,6 @@
-// Headers of the CPU kernels that are parsed before an ISA target pragma (see
-// rational_cpu_avx2.cpp): the standard library and the scalar, torch-free API only. The vector
-// math (common/simd.h, rational/rational_math.h) is parsed after the pragma, by
-// rational_cpu_impl.h: a helper with vector compares parsed under the baseline target is
-// lowered lane by lane even when inlined into the AVX code.
+// The headers of the rational CPU kernels that come before an instruction-set target pragma
+// (the rule is in common/cpu_isa.h): the standard library and the scalar, torch-free API.
+// rational_cpu_impl.h adds the vector math (common/simd.h, rational/rational_math.h) after it.
 #pragma once
 #include <algorithm>
 #include <cstring>

@@ -18,9 +18,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <stdexcept>
-#include <string>
 
+#include "common/cuda_utils.cuh"
 #include "common/dispatch.h"
 #include "common/fp_ops.h"
 #include "rational/rational.h"
@@ -30,6 +29,8 @@
 namespace fastprompt {
 namespace rational {
 namespace {
+
+using namespace gpu;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
@@ -49,38 +50,7 @@ template <> constexpr double kWideScale<double> = 2.938735877055719e-39;  // 2^-
 template <typename C> constexpr double kWideUnscale = 1.0;
 template <> constexpr double kWideUnscale<double> = 3.402823669209385e38;  // 2^128
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("fastprompt: CUDA launch of ") + what +
-                             " failed: " + cudaGetErrorString(err));
-  }
-}
-
-unsigned grid_for(int64_t work, int64_t per_block) {
-  const int64_t g = (work + per_block - 1) / per_block;
-  return unsigned(std::max<int64_t>(1, std::min(g, kMaxGrid)));
-}
-
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
-
-template <typename T, int VEC>
-__device__ __forceinline__ void load_pack(const T* p, acc_t<T>* out) {
-  const Pack<T, VEC> pk = *reinterpret_cast<const Pack<T, VEC>*>(p);
-FP_UNROLL
-  for (int l = 0; l < VEC; ++l) out[l] = Convert<T>::load(pk.v[l]);
-}
-
-template <typename T, int VEC>
-__device__ __forceinline__ void store_pack(T* p, const acc_t<T>* in) {
-  Pack<T, VEC> pk;
-FP_UNROLL
-  for (int l = 0; l < VEC; ++l) pk.v[l] = Convert<T>::store(in[l]);
-  *reinterpret_cast<Pack<T, VEC>*>(p) = pk;
-}
+unsigned grid_for(int64_t work, int64_t per_block) { return blocks_for(work, per_block, kMaxGrid); }
 
 // kUnit consecutive elements through 16-byte accesses (p 16-byte aligned).
 template <typename T>
@@ -116,8 +86,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__
     int64_t group_size) {
   using C = acc_t<T>;
   constexpr int K = D + 1;
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x * VEC;
-  for (int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC; i < numel; i += stride) {
+  const int64_t stride = grid_threads() * VEC;
+  for (int64_t i = (global_thread()) * VEC; i < numel; i += stride) {
     // VEC > 1 only when group_size % VEC == 0 or there is one group: the VEC elements share
     // one group
     const C* cg = coef + ((i / group_size) % groups) * 2 * K;
@@ -278,8 +248,8 @@ __global__ void reduce_partials_kernel(const double* __restrict__ partial,
   constexpr int K = D + 1;
   constexpr int S = 4 * K;
   const int64_t slots = groups * 2 * K;
-  for (int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; s < slots;
-       s += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t s = global_thread(); s < slots;
+       s += grid_threads()) {
     const int64_t g = s / (2 * K), j = s % (2 * K);
     double fast = 0.0, wide = 0.0;
     for (int64_t c = 0; c < chunks; ++c) {

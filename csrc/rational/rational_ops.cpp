@@ -1,14 +1,8 @@
-// Torch glue of the rational activation: argument checks, packing, CPU registration.
+// Torch glue of the rational activation: the op schemas, argument checks, packing, the CPU
+// kernels' registration.
 #include "rational/rational_glue.h"
 
-#include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros_like.h>
-#include <torch/library.h>
-
-#include "common/torch_glue.h"
-
-namespace fastprompt {
-namespace rational {
+namespace fastprompt::rational {
 
 Prepared prepare(const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
                  const std::string& form) {
@@ -82,42 +76,27 @@ void check_grad_out(const at::Tensor& grad_out, const at::Tensor& x) {
   check_same_device(x, "x", grad_out, "grad_out");
 }
 
-namespace {
-
-at::Tensor forward_cpu_op(const at::Tensor& x, const at::Tensor& numerator,
-                          const at::Tensor& denominator, c10::string_view form) {
-  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
-  Prepared p = prepare(x, numerator, denominator, std::string(form));
-  at::Tensor y = at::empty_like(p.x);
-  if (x.numel() > 0) forward_cpu(p.problem, p.x.data_ptr(), y.data_ptr(), torch_parallel_for);
-  return y;
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // x (..., C); numerator (G, m+1); denominator (G, n); form "A" or "B"
+  m.def("rational(Tensor x, Tensor numerator, Tensor denominator, str form) -> Tensor");
+  // -> (grad_x, grad_numerator, grad_denominator)
+  m.def("rational_backward(Tensor grad_out, Tensor x, Tensor numerator, Tensor denominator, "
+        "str form) -> (Tensor, Tensor, Tensor)");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cpu_op(const at::Tensor& grad_out,
-                                                               const at::Tensor& x,
-                                                               const at::Tensor& numerator,
-                                                               const at::Tensor& denominator,
-                                                               c10::string_view form) {
-  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
-  Prepared p = prepare(x, numerator, denominator, std::string(form));
-  check_grad_out(grad_out, x);
-  at::Tensor g = grad_out.contiguous();
-  at::Tensor grad_x = at::empty_like(p.x);
-  at::Tensor grad_coef = at::zeros_like(p.coef);
-  if (x.numel() > 0) {
-    backward_cpu(p.problem, g.data_ptr(), p.x.data_ptr(), grad_x.data_ptr(), grad_coef.data_ptr(),
-                 torch_parallel_for);
+template <>
+struct Launch<Cpu> {
+  static void forward(const Prepared& p, at::Tensor& y) {
+    forward_cpu(p.problem, p.x.data_ptr(), y.data_ptr(), torch_parallel_for);
   }
-  auto [gn, gd] = unpack_coef_grad(grad_coef, numerator, denominator);
-  return {grad_x, gn, gd};
-}
+  static void backward(const Prepared& p, const at::Tensor& g, at::Tensor& grad_x,
+                       at::Tensor& grad_coef) {
+    backward_cpu(p.problem, g.data_ptr(), p.x.data_ptr(), grad_x.data_ptr(),
+                 grad_coef.data_ptr(), torch_parallel_for);
+  }
+};
 
-}  // namespace
+}  // namespace fastprompt::rational
 
-TORCH_LIBRARY_IMPL(fastprompt, CPU, m) {
-  m.impl("rational", &forward_cpu_op);
-  m.impl("rational_backward", &backward_cpu_op);
-}
-
-}  // namespace rational
-}  // namespace fastprompt
+FP_REGISTER_KERNELS(CPU, Cpu, rational)

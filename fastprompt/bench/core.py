@@ -80,17 +80,7 @@ def measure(fn: Callable, inputs: tuple, device: str, *, warmup: int = 3, warmup
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
-        if device.startswith("cuda"):
-            t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            t0.record()
-            fn(*inputs)
-            t1.record()
-            t1.synchronize()
-            times.append(t0.elapsed_time(t1) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn(*inputs)
-            times.append(time.perf_counter() - t0)
+        times.append(time_once(fn, inputs, device))
     return times
 
 

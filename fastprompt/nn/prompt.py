@@ -214,6 +214,8 @@ def ept_prompt(prompt, A, B, weight, bias=None, gate_logits=None, gate_weight=No
     (N,)), per row (``gate_weight`` (N, d), ``gate_bias`` (N,)), or uniform."""
     from fastprompt.ops.multispace_project import multispace_project
 
+    if gate_weight is not None and gate_logits is not None:
+        raise ValueError("gate_logits, gate_weight: give a shared gate or a gating network, not both")
     fused = ept_fuse(prompt, A, B)
     if gate_weight is not None:
         gate_logits = torch.nn.functional.linear(fused, gate_weight, gate_bias)

@@ -1,11 +1,9 @@
-"""Functional API: thin wrappers over torch.ops.fastprompt.* with fake kernels and autograd."""
-from fastprompt.ops.attention_pool import attention_pool
-from fastprompt.ops.rational import rational
-from fastprompt.ops.vectors import combine, merge
+"""Functional API: thin wrappers over torch.ops.fastprompt.* with fake kernels and autograd.
 
-__all__ = ["attention_pool", "rational"]
-__all__ += ["combine", "merge"]
+Every public module of this package is one op family and lists its public functions in
+``__all__``; they are found by scanning the package and re-exported here (and by
+:mod:`fastprompt`). Adding an op family is adding a module here.
+"""
+from fastprompt._discover import export_submodules
 
-from fastprompt.ops.multispace_project import multispace_project  # noqa: E402
-
-__all__ += ["multispace_project"]
+__all__ = export_submodules(__name__, __path__, globals())

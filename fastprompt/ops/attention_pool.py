@@ -7,7 +7,10 @@ and save only the log-sum-exp (B, K) for the backward, which recomputes the weig
 """
 import torch
 
+from fastprompt._dtypes import accumulation_dtype
 from fastprompt.ops._checks import check_tensor, layout_like
+
+__all__ = ["attention_pool"]
 
 
 def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
@@ -41,10 +44,6 @@ def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = 
     return out
 
 
-def _compute_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 @torch.library.register_fake("fastprompt::attention_pool")
 def _attention_pool_fake(z, queries, mask):
     torch._check(z.dim() == 3, lambda: "z: expected shape (batch, tokens, dim)")
@@ -52,7 +51,7 @@ def _attention_pool_fake(z, queries, mask):
     torch._check(queries.shape[0] == z.shape[2],
                  lambda: "queries: expected the first dimension to equal z.shape[2]")
     batch, dim, k = z.shape[0], z.shape[2], queries.shape[1]
-    return z.new_empty((batch, k, dim)), z.new_empty((batch, k), dtype=_compute_dtype(z.dtype))
+    return z.new_empty((batch, k, dim)), z.new_empty((batch, k), dtype=accumulation_dtype(z.dtype))
 
 
 @torch.library.register_fake("fastprompt::attention_pool_backward")

@@ -8,6 +8,8 @@ import torch
 
 from fastprompt.ops._checks import check_tensor
 
+__all__ = ["multispace_project"]
+
 
 def _check_inputs(x, weight, bias, gate_logits):
     check_tensor("x", x)
@@ -65,7 +67,7 @@ def multispace_project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return out
 
 
-def _per_row(x, gate_logits):
+def _per_row(gate_logits):
     return gate_logits is not None and gate_logits.dim() >= 2
 
 
@@ -76,7 +78,7 @@ def _multispace_project_fake(x, weight, bias, gate_logits):
                  lambda: "x: expected the last dimension to equal weight.shape[1]")
     n, d_in, d_out = weight.shape
     out = x.new_empty((*x.shape[:-1], d_out))
-    if _per_row(x, gate_logits):
+    if _per_row(gate_logits):
         rows = 1
         for s in x.shape[:-1]:
             rows = rows * s

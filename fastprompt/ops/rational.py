@@ -9,6 +9,8 @@ import torch
 
 from fastprompt.ops._checks import check_choice, check_tensor, layout_like
 
+__all__ = ["rational"]
+
 FORMS = ("A", "B")
 MAX_DEGREE = 8
 

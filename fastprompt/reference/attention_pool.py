@@ -1,5 +1,9 @@
 import torch
 
+from fastprompt._dtypes import accumulation_dtype
+
+__all__ = ["attention_pool_ref"]
+
 
 def attention_pool_ref(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = None) -> torch.Tensor:
     """Reference of :func:`fastprompt.attention_pool` (scores, masked softmax over T, weighted sum).
@@ -8,7 +12,7 @@ def attention_pool_ref(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tenso
     Computes in the promoted dtype of z and queries (at least float32) and returns z's dtype.
     A row with no real token gives zeros.
     """
-    compute = torch.promote_types(torch.promote_types(z.dtype, queries.dtype), torch.float32)
+    compute = accumulation_dtype(z, queries)
     zc = z.to(compute)
     if z.shape[1] == 0:  # no tokens at all
         out = zc.new_zeros(z.shape[0], queries.shape[1], z.shape[2]) + 0 * (zc.sum() + queries.sum())

@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from fastprompt.reference.multispace_project import multispace_project_ref
 
+__all__ = ["ept_prompt_ref", "ept_prompt_ref_from_module"]
+
 
 def ept_prompt_ref(prompt, A, B, weight, bias=None, gate_logits=None, gate_weight=None, gate_bias=None):
     """The EPT prompt from its parameters, in plain PyTorch (forms the knowledge K = A B).

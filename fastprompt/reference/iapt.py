@@ -4,6 +4,8 @@ import torch.nn.functional as F
 from fastprompt.reference.attention_pool import attention_pool_ref
 from fastprompt.reference.rational import rational_ref
 
+__all__ = ["iapt_generator_ref", "iapt_generator_ref_from_module", "iapt_soft_tokens_ref"]
+
 
 def iapt_generator_ref(hidden, mask, down_weight, down_bias, queries, numerator, denominator,
                        up_weight, up_bias, form: str = "A") -> torch.Tensor:

@@ -1,13 +1,9 @@
 """References of :func:`fastprompt.multispace_project`."""
 import torch
 
+from fastprompt._dtypes import accumulation_dtype
 
-def _compute_dtype(*tensors):
-    dtype = torch.float32
-    for t in tensors:
-        if t is not None:
-            dtype = torch.promote_types(dtype, t.dtype)
-    return dtype
+__all__ = ["multispace_project_ref", "multispace_project_folded_ref"]
 
 
 def _gates(gate_logits, num_spaces, rows_shape, compute, device):
@@ -32,7 +28,7 @@ def multispace_project_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     Computes in the promoted dtype of the inputs (at least float32). Cost: 2 M N d_in d_out
     FLOPs for M rows (every space is projected, then the results are mixed).
     """
-    compute = _compute_dtype(x, weight, bias, gate_logits)
+    compute = accumulation_dtype(x, weight, bias, gate_logits)
     n, d_in, d_out = weight.shape
     lead = x.shape[:-1]
     x2 = x.to(compute).reshape(lead.numel(), d_in)            # (M, d_in)
@@ -58,7 +54,7 @@ def multispace_project_folded_ref(x: torch.Tensor, weight: torch.Tensor, bias: t
     if gate_logits is not None and gate_logits.dim() != 1:
         raise ValueError("gate_logits: the folded baseline takes a shared (N,) gate or None, got "
                          f"shape {tuple(gate_logits.shape)}")
-    compute = _compute_dtype(x, weight, bias, gate_logits)
+    compute = accumulation_dtype(x, weight, bias, gate_logits)
     n, d_in, d_out = weight.shape
     g = _gates(gate_logits, n, x.shape[:-1], compute, x.device)
     w_eff = torch.tensordot(g, weight.to(compute), dims=1)   # (d_in, d_out)

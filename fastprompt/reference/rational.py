@@ -1,5 +1,7 @@
 import torch
 
+__all__ = ["rational_ref"]
+
 
 def rational_ref(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, form: str = "A") -> torch.Tensor:
     """Reference of :func:`fastprompt.rational` (Horner form, straight P / Q).

@@ -5,17 +5,15 @@ Vectors of the same backbone add, subtract, scale and merge; a sum of vectors ad
 init is a prompt-tuning initialisation for a new, similar task (:mod:`fastprompt.vectors.init`).
 """
 import json
-import math
 import numbers
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
+from fastprompt.reference.task_arithmetic import (MERGE_METHODS, SIGN_METHODS, check_density,  # noqa: F401
+                                                 check_merge_method, check_sign)
 from fastprompt.vectors import checkpoints
-
-MERGE_METHODS = ("task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties")
-SIGN_METHODS = ("total", "frequency")
 FORMAT_NAME = "fastprompt.task_prompt_vector"
 FORMAT_VERSION = 1
 TENSOR_KEY = "task_vector"
@@ -274,12 +272,10 @@ class TaskPromptVector:
         """
         vectors = list(vectors)
         bank = cls.stack(vectors)
-        if method not in MERGE_METHODS:
-            raise ValueError(f"method: unknown merge method {method!r}; expected one of {', '.join(MERGE_METHODS)}")
+        check_merge_method(method)
         w = check_weights(weights, len(vectors), bank)
         density = check_density(density)
-        if sign not in SIGN_METHODS:
-            raise ValueError(f"sign: expected 'total' or 'frequency', got {sign!r}")
+        check_sign(sign)
         import fastprompt
 
         with torch.no_grad():
@@ -381,16 +377,6 @@ def check_weights(weights, count: int, like: torch.Tensor, name: str = "weights"
     if not torch.isfinite(w).all():
         raise ValueError(f"{name}: expected finite weights, got {w.tolist()}")
     return w.to(device=like.device)
-
-
-def check_density(density) -> float:
-    try:
-        d = float(density)
-    except (TypeError, ValueError):
-        raise ValueError(f"density: expected a number in (0, 1], got {density!r}") from None
-    if not (0.0 < d <= 1.0) or math.isnan(d):
-        raise ValueError(f"density: expected a value in (0, 1], got {density!r}")
-    return d
 
 
 def as_vector_list(vectors, name: str = "vectors") -> List[TaskPromptVector]:

@@ -3,8 +3,8 @@ torch.compile(reference)."""
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled, element_size
-from fastprompt.bench.core import Case, fwd_bwd
+from fastprompt.bench.cases._common import element_size, leaves, providers
+from fastprompt.bench.core import Case
 from fastprompt.reference import attention_pool_ref, iapt_generator_ref
 
 
@@ -14,10 +14,7 @@ def _pool_inputs(B, T, D, K, dtype, device, requires_grad):
     queries = (torch.randn(D, K, generator=gen) / D ** 0.5).to(device, dtype)
     lengths = torch.randint(T // 2, T + 1, (B,), generator=gen)
     mask = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).to(device)
-    if requires_grad:
-        z.requires_grad_(True)
-        queries.requires_grad_(True)
-    return z, queries, mask
+    return leaves(requires_grad, z, queries) + (mask,)
 
 
 def _pool(z, queries, mask):
@@ -61,15 +58,13 @@ def cases(device: str, quick: bool):
         out.append(Case(
             op="attention_pool", shape=shape, dtype=dtype, device=device, mode="fwd",
             make=lambda B=B, T=T, D=D, K=K, dt=dtype: _pool_inputs(B, T, D, K, dt, device, False),
-            providers={"fastprompt": _pool, "eager": attention_pool_ref, "compile": compiled(attention_pool_ref)},
+            providers=providers(_pool, attention_pool_ref),
             bytes_moved=z_bytes, flops=flops,
         ))
         out.append(Case(
             op="attention_pool", shape=shape, dtype=dtype, device=device, mode="fwd+bwd",
             make=lambda B=B, T=T, D=D, K=K, dt=dtype: _pool_inputs(B, T, D, K, dt, device, True),
-            providers={"fastprompt": fwd_bwd(_pool, grad_argnums=(0, 1)),
-                       "eager": fwd_bwd(attention_pool_ref, grad_argnums=(0, 1)),
-                       "compile": fwd_bwd(compiled(attention_pool_ref), grad_argnums=(0, 1))},
+            providers=providers(_pool, attention_pool_ref, (0, 1)),
             # forward reads z; backward reads z and writes grad_z
             bytes_moved=3 * z_bytes, flops=3 * flops + 6 * B * T * D * K,
         ))
@@ -84,8 +79,6 @@ def cases(device: str, quick: bool):
         out.append(Case(
             op="iapt_generator", shape=shape, dtype=torch.float32, device=device, mode="fwd+bwd",
             make=lambda B=B, T=T, d=d_model, r=r, K=K: _generator_inputs(B, T, d, r, K, torch.float32, device),
-            providers={"fastprompt": fwd_bwd(_generator_fast, grad_argnums=grads),
-                       "eager": fwd_bwd(_generator_ref, grad_argnums=grads),
-                       "compile": fwd_bwd(compiled(_generator_ref), grad_argnums=grads)},
+            providers=providers(_generator_fast, _generator_ref, grads),
         ))
     return out

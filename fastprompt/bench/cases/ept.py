@@ -3,8 +3,8 @@ fastprompt (fastprompt.nn.EPTPrompt's computation, the multispace_project op) vs
 reference vs torch.compile(reference)."""
 import torch
 
-from fastprompt.bench.cases.common import compiled, element_size
-from fastprompt.bench.core import Case, fwd_bwd
+from fastprompt.bench.cases._common import element_size, providers
+from fastprompt.bench.core import Case
 from fastprompt.nn.prompt import ept_prompt
 from fastprompt.reference import ept_prompt_ref
 
@@ -48,9 +48,7 @@ def cases(device: str, quick: bool):
             out.append(Case(
                 op="ept_prompt", shape=shape, dtype=dtype, device=device, mode="fwd+bwd",
                 make=lambda a=(m, max_len, r, d, n, gate, dtype, device): _inputs(*a),
-                providers={"fastprompt": fwd_bwd(ept_prompt, grad_argnums=grads),
-                           "eager": fwd_bwd(ept_prompt_ref, grad_argnums=grads),
-                           "compile": fwd_bwd(compiled(ept_prompt_ref), grad_argnums=grads)},
+                providers=providers(ept_prompt, ept_prompt_ref, grads),
                 bytes_moved=bytes_moved, flops=flops,
                 note="flops: every-space projection (the reference's work); bytes: projection weights",
             ))

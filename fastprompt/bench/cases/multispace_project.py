@@ -9,7 +9,7 @@ two products of the same size each.
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled
+from fastprompt.bench.cases._common import compiled, leaves
 from fastprompt.bench.core import Case, fwd_bwd
 from fastprompt.reference import multispace_project_folded_ref, multispace_project_ref
 
@@ -21,11 +21,7 @@ def _inputs(M, d_in, d_out, N, gate, dtype, device, requires_grad):
     bias = (torch.randn(N, d_out, generator=gen) * 0.1).to(device, dtype)
     shape = (N,) if gate == "shared" else (M, N)
     logits = torch.randn(*shape, generator=gen).to(device, dtype)
-    args = (x, weight, bias, logits)
-    if requires_grad:
-        for t in args:
-            t.requires_grad_(True)
-    return args
+    return leaves(requires_grad, x, weight, bias, logits)
 
 
 def _fast(x, weight, bias, logits):

@@ -2,23 +2,20 @@
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled, element_size
-from fastprompt.bench.core import Case, fwd_bwd
+from fastprompt._dtypes import accumulation_dtype
+from fastprompt.bench.cases._common import element_size, leaves, providers
+from fastprompt.bench.core import Case
 from fastprompt.reference import rational_ref
 
 
 def _inputs(numel, channels, groups, degrees, dtype, device, requires_grad):
     m, n = degrees
     x = torch.randn(numel // channels, channels, device=device, dtype=dtype)
-    coef_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    coef_dtype = accumulation_dtype(dtype)
     a = fastprompt.nn.RationalActivation(groups, degrees, "A", "gelu").numerator.detach()
     b = fastprompt.nn.RationalActivation(groups, degrees, "A", "gelu").denominator.detach()
     a, b = a.to(device, coef_dtype), b.to(device, coef_dtype)
-    if requires_grad:
-        x.requires_grad_(True)
-        a.requires_grad_(True)
-        b.requires_grad_(True)
-    return x, a, b
+    return leaves(requires_grad, x, a, b)
 
 
 def cases(device: str, quick: bool):
@@ -43,15 +40,13 @@ def cases(device: str, quick: bool):
             out.append(Case(
                 op="rational", shape=shape, dtype=dtype, device=device, mode="fwd",
                 make=lambda numel=numel, c=channels, g=groups, d=degrees, dt=dtype: _inputs(numel, c, g, d, dt, device, False),
-                providers={"fastprompt": fwd, "eager": ref, "compile": compiled(ref)},
+                providers=providers(fwd, ref),
                 bytes_moved=2 * numel * esize,
             ))
             out.append(Case(
                 op="rational", shape=shape, dtype=dtype, device=device, mode="fwd+bwd",
                 make=lambda numel=numel, c=channels, g=groups, d=degrees, dt=dtype: _inputs(numel, c, g, d, dt, device, True),
-                providers={"fastprompt": fwd_bwd(fwd, grad_argnums=(0, 1, 2)),
-                           "eager": fwd_bwd(ref, grad_argnums=(0, 1, 2)),
-                           "compile": fwd_bwd(compiled(ref), grad_argnums=(0, 1, 2))},
+                providers=providers(fwd, ref, (0, 1, 2)),
                 # forward: read x, write y; backward: read x and dy, write dx
                 bytes_moved=5 * numel * esize,
             ))

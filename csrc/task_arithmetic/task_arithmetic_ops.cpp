@@ -1,16 +1,14 @@
-// Torch glue of combine and merge: argument checks, packing, CPU registration.
-#include "vectors/vectors_glue.h"
+// Torch glue of combine and merge: the op schemas, argument checks, packing, the CPU kernels'
+// registration.
+#include "task_arithmetic/task_arithmetic_glue.h"
 
-#include <ATen/ops/empty.h>
-#include <ATen/ops/ones.h>
-#include <ATen/ops/zeros.h>
 #include <ATen/ops/mm.h>
-#include <torch/library.h>
+#include <ATen/ops/ones.h>
 
-#include "common/torch_glue.h"
+#include <array>
+#include <utility>
 
-namespace fastprompt {
-namespace vectors {
+namespace fastprompt::task_arithmetic {
 
 PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weights,
                                 const std::optional<at::Tensor>& base) {
@@ -41,6 +39,37 @@ PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weight
   return p;
 }
 
+namespace {
+
+// The merge methods and sign rules by name, in the order of their enums (the Python side
+// lists the same names in fastprompt/reference/task_arithmetic.py).
+constexpr std::array<std::pair<const char*, Method>, 5> kMethodNames{{
+    {"task_arithmetic", Method::TaskArithmetic},
+    {"magnitude_prune", Method::MagnitudePrune},
+    {"ties", Method::Ties},
+    {"dare", Method::Dare},
+    {"dare_ties", Method::DareTies},
+}};
+constexpr std::array<std::pair<const char*, Sign>, 2> kSignNames{{
+    {"total", Sign::Total},
+    {"frequency", Sign::Frequency},
+}};
+
+// The enum value named `value`; a RuntimeError naming the argument and the choices otherwise.
+template <typename E, size_t N>
+E parse_choice(const std::string& value, const char* arg,
+               const std::array<std::pair<const char*, E>, N>& names) {
+  std::string expected;
+  for (const auto& [name, e] : names) {
+    if (value == name) return e;
+    expected += std::string(expected.empty() ? "'" : ", '") + name + "'";
+  }
+  TORCH_CHECK(false, arg, ": expected one of ", expected, ", got '", value, "'");
+  return names[0].second;  // not reached
+}
+
+}  // namespace
+
 PreparedMerge prepare_merge(const at::Tensor& vectors, const at::Tensor& weights,
                             const std::string& method, double density, const std::string& sign,
                             int64_t seed) {
@@ -52,18 +81,8 @@ PreparedMerge prepare_merge(const at::Tensor& vectors, const at::Tensor& weights
   to_dtype(weights, "weights");
   TORCH_CHECK(weights.dim() == 1 && weights.size(0) == vectors.size(0), "weights: expected shape (",
               vectors.size(0), ",), one weight per vector, got ", weights.sizes());
-  Method m;
-  if (method == "task_arithmetic") m = Method::TaskArithmetic;
-  else if (method == "magnitude_prune") m = Method::MagnitudePrune;
-  else if (method == "ties") m = Method::Ties;
-  else if (method == "dare") m = Method::Dare;
-  else if (method == "dare_ties") m = Method::DareTies;
-  else TORCH_CHECK(false, "method: expected one of 'task_arithmetic', 'magnitude_prune', 'ties', "
-                   "'dare', 'dare_ties', got '", method, "'");
-  Sign s;
-  if (sign == "total") s = Sign::Total;
-  else if (sign == "frequency") s = Sign::Frequency;
-  else TORCH_CHECK(false, "sign: expected 'total' or 'frequency', got '", sign, "'");
+  const Method m = parse_choice(method, "method", kMethodNames);
+  const Sign s = parse_choice(sign, "sign", kSignNames);
   TORCH_CHECK(density > 0.0 && density <= 1.0, "density: expected a value in (0, 1], got ", density);
   PreparedMerge p;
   const at::ScalarType compute = vectors.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -99,7 +118,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
     grad_weights.zero_();
   } else {
     combine_fn(gb, grad_bank);
-    weights_grad_fn(p.problem, g, p.bank, grad_weights);
+    if (N == 0) {
+      grad_weights.zero_();
+    } else if (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble) {
+      // grad_weights (B, T) = grad_out (B, N) @ bank^T through the vendor BLAS (on the current
+      // stream on CUDA): a matrix product reuses each loaded tile across rows and vectors (about
+      // 4x faster on the CPU than the fused dot kernel). The 16-bit types keep the kernel, which
+      // converts on load and accumulates in float32 without materialising float32 copies.
+      at::mm_out(grad_weights, g, p.bank.t());
+    } else {
+      weights_grad_fn(p.problem, g, p.bank, grad_weights);
+    }
   }
   at::Tensor grad_base;
   if (base_rows == 0) {
@@ -122,71 +151,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
   return {grad_bank, grad_weights.to(weights.scalar_type()), grad_base};
 }
 
-namespace {
-
-void check_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got one on ", t.device());
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // bank (T, N); weights (B, T); base (1 or B, N) -> out (B, N) = base + weights @ bank
+  m.def("combine(Tensor bank, Tensor weights, Tensor? base) -> Tensor");
+  // base_rows: 0 (no base), 1 (shared) or B -> (grad_bank (T, N), grad_weights (B, T),
+  // grad_base (base_rows, N))
+  m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, int base_rows) "
+        "-> (Tensor, Tensor, Tensor)");
+  // vectors (T, N); weights (T,); method task_arithmetic | magnitude_prune | ties | dare |
+  // dare_ties; sign total | frequency; seed: DARE mask seed -> (N,)
+  m.def("merge(Tensor vectors, Tensor weights, str method, float density, str sign, int seed) "
+        "-> Tensor");
 }
 
-void combine_launch_cpu(const PreparedCombine& p, at::Tensor& out) {
-  if (p.problem.rows == 0 || p.problem.numel == 0) return;
-  combine_cpu(p.problem, p.bank.data_ptr(), p.weights.data_ptr(),
-              p.base.defined() ? p.base.data_ptr() : nullptr, out.data_ptr(), torch_parallel_for);
-}
-
-void weights_grad_launch_cpu(const CombineProblem& pb, const at::Tensor& g, const at::Tensor& bank,
-                             at::Tensor& gw) {
-  if (pb.numel == 0 || pb.rows == 0) {
-    gw.zero_();
-    return;
+template <>
+struct Launch<Cpu> {
+  static void combine(const PreparedCombine& p, at::Tensor& out) {
+    if (p.problem.rows == 0 || p.problem.numel == 0) return;
+    combine_cpu(p.problem, p.bank.data_ptr(), p.weights.data_ptr(),
+                p.base.defined() ? p.base.data_ptr() : nullptr, out.data_ptr(),
+                torch_parallel_for);
   }
-  if (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble) {
-    // grad_weights (B, T) = grad_out (B, N) @ bank^T: a matrix product, which BLAS runs about 4x
-    // faster here than the fused dot kernel (the 16-bit types keep the kernel, which converts on
-    // load instead of materialising float32 copies).
-    at::mm_out(gw, g, bank.t());
-    return;
+  static void weights_grad(const CombineProblem& pb, const at::Tensor& g, const at::Tensor& bank,
+                           at::Tensor& gw) {
+    combine_weights_grad_cpu(pb, g.data_ptr(), bank.data_ptr(), gw.data_ptr(),
+                             torch_parallel_for);
   }
-  combine_weights_grad_cpu(pb, g.data_ptr(), bank.data_ptr(), gw.data_ptr(), torch_parallel_for);
-}
-
-at::Tensor combine_cpu_op(const at::Tensor& bank, const at::Tensor& weights,
-                          const std::optional<at::Tensor>& base) {
-  check_cpu(bank, "bank");
-  PreparedCombine p = prepare_combine(bank, weights, base);
-  at::Tensor out = at::empty({p.problem.rows, p.problem.numel}, p.bank.options());
-  combine_launch_cpu(p, out);
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_cpu_op(
-    const at::Tensor& grad_out, const at::Tensor& bank, const at::Tensor& weights,
-    int64_t base_rows) {
-  check_cpu(bank, "bank");
-  return combine_backward_with(grad_out, bank, weights, base_rows, &combine_launch_cpu,
-                               &weights_grad_launch_cpu);
-}
-
-at::Tensor merge_cpu_op(const at::Tensor& vectors, const at::Tensor& weights,
-                        const std::string& method, double density, const std::string& sign,
-                        int64_t seed) {
-  check_cpu(vectors, "vectors");
-  PreparedMerge p = prepare_merge(vectors, weights, method, density, sign, seed);
-  at::Tensor out = at::empty({p.problem.numel}, p.vectors.options());
-  if (p.problem.numel > 0) {
+  static void merge(const PreparedMerge& p, at::Tensor& out) {
+    if (p.problem.numel == 0) return;
     merge_cpu(p.problem, p.vectors.data_ptr(), p.weights.data_ptr(), out.data_ptr(),
               torch_parallel_for);
   }
-  return out;
-}
+};
 
-}  // namespace
+}  // namespace fastprompt::task_arithmetic
 
-TORCH_LIBRARY_IMPL(fastprompt, CPU, m) {
-  m.impl("combine", &combine_cpu_op);
-  m.impl("combine_backward", &combine_backward_cpu_op);
-  m.impl("merge", &merge_cpu_op);
-}
-
-}  // namespace vectors
-}  // namespace fastprompt
+FP_REGISTER_KERNELS(CPU, Cpu, task_arithmetic)

@@ -3,11 +3,12 @@ import pytest
 import torch
 
 import fastprompt
-from fastprompt.reference.vectors import combine_ref, dare_keep_mask, merge_ref
+from fastprompt.reference.task_arithmetic import MERGE_METHODS, combine_ref, dare_keep_mask, merge_ref
 
 from conftest import DEVICES, HAS_CUDA, LOW_PRECISION, assert_close, require, requires_cuda
+from op_harness import OpTester, Sample, run_with_grads
 
-METHODS = ["task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties"]
+METHODS = list(MERGE_METHODS)
 
 
 def _gen(seed):
@@ -38,12 +39,8 @@ def _combine_inputs(T, item, B, layout, base_kind, device, dtype=torch.float64, 
 
 
 def _grads(fn, bank, weights, base, grad_out):
-    ins = [bank.detach().clone().requires_grad_(True), weights.detach().clone().requires_grad_(True)]
-    if base is not None:
-        ins.append(base.detach().clone().requires_grad_(True))
-    out = fn(ins[0], ins[1], ins[2] if base is not None else None)
-    grads = torch.autograd.grad(out, ins, grad_out.to(out.dtype))
-    return out.detach(), grads
+    out, *grads = run_with_grads(fn, (bank, weights, base), grad_out)
+    return out, [g for g in grads if g is not None]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -64,76 +61,72 @@ def test_combine_forward_and_gradients_match_reference_float64(device, shape, la
         assert_close(a, b, torch.float64)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_combine_gradcheck(device):
-    bank, weights, base = _combine_inputs(3, (4, 5), 2, "2d", "shared", device)
-    ins = [t.detach().requires_grad_(True) for t in (bank, weights, base)]
-    assert torch.autograd.gradcheck(fastprompt.combine, ins)
-    bank, weights, base = _combine_inputs(3, (7,), 4, "2d", "per_row", device)
-    ins = [t.detach().requires_grad_(True) for t in (bank, weights, base)]
-    assert torch.autograd.gradcheck(fastprompt.combine, ins)
+class CombineTester(OpTester):
+    """The shared op tests (tests/op_harness.py) of fastprompt.combine."""
+
+    prefix = "combine_"
+    op = staticmethod(fastprompt.combine)
+    reference = staticmethod(combine_ref)
+    compile_backend = "aot_eager"  # the default backend: test_combine_compile_default_backend
+
+    def reference_cases(self):
+        def low(dtype):
+            def build(device):
+                bank, weights, base = _combine_inputs(16, (10, 64), 8, "2d", "shared", device, dtype)
+                weights = weights.float()  # float32 mixing coefficients with a low-precision bank
+                # sums of 16 terms; the weights gradient sums 640 products
+                return Sample((bank, weights, base), dtype, {"out": 4.0, 0: 4.0, 1: 64.0, 2: 4.0})
+            return build
+
+        return {str(dtype): low(dtype) for dtype in [torch.float32] + LOW_PRECISION}
+
+    def gradcheck_cases(self):
+        def case(item, B, base_kind):
+            def build(device):
+                bank, weights, base = _combine_inputs(3, item, B, "2d", base_kind, device)
+                return fastprompt.combine, tuple(t.detach().requires_grad_(True) for t in (bank, weights, base))
+            return build
+
+        return {"shared": case((4, 5), 2, "shared"), "per_row": case((7,), 4, "per_row")}
+
+    def opcheck_cases(self):
+        def build(device):
+            g = _gen(1)
+            bank = torch.randn(4, 37, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+            weights = torch.randn(3, 4, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+            cases = [(torch.ops.fastprompt.combine.default, (bank, weights, base))
+                     for base in (None, torch.randn(1, 37, dtype=torch.float64, device=device, requires_grad=True),
+                                  torch.randn(3, 37, dtype=torch.float64, device=device, requires_grad=True))]
+            grad = torch.randn(3, 37, dtype=torch.float64, device=device)
+            return cases + [(torch.ops.fastprompt.combine_backward.default, (grad, bank.detach(), weights.detach(), 1))]
+
+        return {"float64": build}
+
+    def non_contiguous_cases(self):
+        def build(device):
+            g = _gen(3)
+            big = torch.randn(20, 9, 6, generator=g, dtype=torch.float64).to(device)
+            bank = big[::2].transpose(1, 2)  # (10, 6, 9) strided
+            weights = torch.randn(10, 5, generator=g, dtype=torch.float64).to(device).t()  # (5, 10)
+            base = torch.randn(9, 6, generator=g, dtype=torch.float64).to(device).t()
+            return Sample((bank, weights, base))
+
+        return {"strided": build}
+
+    def empty_cases(self):
+        return {"no_elements": lambda device: Sample((torch.randn(3, 0, 5, device=device),
+                                                      torch.randn(2, 3, device=device), None), torch.float32),
+                "no_rows": lambda device: Sample((torch.randn(3, 4, device=device), torch.randn(0, 3, device=device),
+                                                  torch.randn(4, device=device)), torch.float32)}
+
+    def compile_cases(self):
+        def case(layout):
+            return lambda device: _combine_inputs(4, (5, 7), 3, layout, "shared", device, torch.float32)
+
+        return {layout: case(layout) for layout in ("2d", "1d")}
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_combine_opcheck(device):
-    g = _gen(1)
-    bank = torch.randn(4, 37, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
-    weights = torch.randn(3, 4, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
-    for base in (None, torch.randn(1, 37, dtype=torch.float64, device=device, requires_grad=True),
-                 torch.randn(3, 37, dtype=torch.float64, device=device, requires_grad=True)):
-        torch.library.opcheck(torch.ops.fastprompt.combine.default, (bank, weights, base))
-    grad = torch.randn(3, 37, dtype=torch.float64, device=device)
-    torch.library.opcheck(torch.ops.fastprompt.combine_backward.default,
-                          (grad, bank.detach(), weights.detach(), 1))
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32] + LOW_PRECISION, ids=str)
-def test_combine_low_precision(device, dtype):
-    bank, weights, base = _combine_inputs(16, (10, 64), 8, "2d", "shared", device, dtype)
-    weights = weights.float()  # float32 mixing coefficients with a low-precision bank
-    grad_out = torch.randn(8, 10, 64, device=device)
-    out, grads = _grads(fastprompt.combine, bank, weights, base, grad_out)
-    ref, ref_grads = _grads(combine_ref, bank.double(), weights.double(), base.double(),
-                            grad_out.double())
-    assert out.dtype == dtype and grads[1].dtype == torch.float32
-    scale = 4.0  # sums of 16 terms
-    assert_close(out, ref, dtype, scale)
-    assert_close(grads[0], ref_grads[0], dtype, scale)
-    assert_close(grads[1], ref_grads[1], dtype, 64.0)  # sums over 640 products
-    assert_close(grads[2], ref_grads[2], dtype, scale)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_combine_non_contiguous(device):
-    g = _gen(3)
-    big = torch.randn(20, 9, 6, generator=g, dtype=torch.float64).to(device)
-    bank = big[::2].transpose(1, 2)  # (10, 6, 9) strided
-    weights = torch.randn(10, 5, generator=g, dtype=torch.float64).to(device).t()  # (5, 10)
-    base = torch.randn(9, 6, generator=g, dtype=torch.float64).to(device).t()
-    grad_out = torch.randn(5, 6, 9, dtype=torch.float64, device=device)
-    out, grads = _grads(fastprompt.combine, bank, weights, base, grad_out)
-    ref, ref_grads = _grads(combine_ref, bank, weights, base, grad_out)
-    assert_close(out, ref, torch.float64)
-    for a, b in zip(grads, ref_grads):
-        assert_close(a, b, torch.float64)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_combine_empty(device):
-    bank = torch.randn(3, 0, 5, device=device, requires_grad=True)
-    weights = torch.randn(2, 3, device=device, requires_grad=True)
-    out = fastprompt.combine(bank, weights)
-    assert out.shape == (2, 0, 5)
-    out.sum().backward()
-    assert bank.grad.shape == bank.shape and (weights.grad == 0).all()
-    bank = torch.randn(3, 4, device=device, requires_grad=True)
-    weights = torch.randn(0, 3, device=device, requires_grad=True)
-    base = torch.randn(4, device=device, requires_grad=True)
-    out = fastprompt.combine(bank, weights, base)
-    assert out.shape == (0, 4)
-    out.sum().backward()
-    assert (bank.grad == 0).all() and (base.grad == 0).all()
+CombineTester().add_tests(globals())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -145,20 +138,6 @@ def test_combine_deterministic(device):
     assert torch.equal(a[0], b[0])
     for x, y in zip(a[1], b[1]):
         assert torch.equal(x, y)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("layout", ["2d", "1d"])
-def test_combine_compile_fullgraph(device, layout):
-    bank, weights, base = _combine_inputs(4, (5, 7), 3, layout, "shared", device, torch.float32)
-    fn = torch.compile(fastprompt.combine, fullgraph=True, backend="aot_eager")
-    out_shape = ((3,) if layout == "2d" else ()) + (5, 7)
-    grad_out = torch.randn(out_shape, device=device)
-    out, grads = _grads(fn, bank, weights, base, grad_out)
-    ref, ref_grads = _grads(fastprompt.combine, bank, weights, base, grad_out)
-    torch.testing.assert_close(out, ref)
-    for a, b in zip(grads, ref_grads):
-        torch.testing.assert_close(a, b)
 
 
 def test_combine_compile_default_backend():
@@ -384,7 +363,7 @@ def test_merge_cpu_and_cuda_identical(method):
 @pytest.mark.parametrize("device", DEVICES)
 def test_merge_bad_inputs(device):
     x = torch.randn(3, 10, device=device)
-    for density in (0.0, -0.5, 1.5, float("nan")):
+    for density in (0.0, -0.5, 1.5, float("nan"), "0.5x", None, True):
         with pytest.raises(ValueError, match="density"):
             fastprompt.merge(x, "ties", density=density)
     with pytest.raises(ValueError, match="method"):

@@ -5,11 +5,10 @@ import functools
 import torch
 
 import fastprompt
-from fastprompt.bench.cases.common import compiled, element_size
-from fastprompt.bench.core import Case, fwd_bwd
+from fastprompt.bench.cases._common import element_size, leaves, providers
+from fastprompt.bench.core import Case
 from fastprompt.reference import combine_ref, merge_ref
-
-MERGE_METHODS = ["task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties"]
+from fastprompt.reference.task_arithmetic import MERGE_METHODS
 DENSITY = 0.5
 
 
@@ -18,10 +17,7 @@ def _combine_inputs(T, L, d, B, dtype, device, requires_grad):
     bank = torch.randn(T, L, d, generator=gen).to(device, dtype)
     weights = torch.rand(B, T, generator=gen).to(device)
     base = torch.randn(L, d, generator=gen).to(device, dtype)
-    if requires_grad:
-        bank.requires_grad_(True)
-        weights.requires_grad_(True)
-    return bank, weights, base
+    return leaves(requires_grad, bank, weights) + (base,)
 
 
 def _combine(bank, weights, base):
@@ -78,15 +74,13 @@ def cases(device: str, quick: bool):
             out.append(Case(
                 op="combine", shape=shape, dtype=dtype, device=device, mode="fwd",
                 make=lambda T=T, L=L, d=d, B=B, dt=dtype: _combine_inputs(T, L, d, B, dt, device, False),
-                providers={"fastprompt": _combine, "eager": combine_ref, "compile": compiled(combine_ref)},
+                providers=providers(_combine, combine_ref),
                 bytes_moved=fwd_bytes, flops=2 * B * T * n,
             ))
             out.append(Case(
                 op="combine", shape=shape, dtype=dtype, device=device, mode="fwd+bwd",
                 make=lambda T=T, L=L, d=d, B=B, dt=dtype: _combine_inputs(T, L, d, B, dt, device, True),
-                providers={"fastprompt": fwd_bwd(_combine, grad_argnums=(0, 1)),
-                           "eager": fwd_bwd(combine_ref, grad_argnums=(0, 1)),
-                           "compile": fwd_bwd(compiled(combine_ref), grad_argnums=(0, 1))},
+                providers=providers(_combine, combine_ref, (0, 1)),
                 # + backward: grad_out read (twice: grad_bank, grad_weights), bank read, grad_bank written
                 bytes_moved=fwd_bytes + (2 * B + 2 * T) * n * es, flops=6 * B * T * n,
             ))
@@ -98,17 +92,14 @@ def cases(device: str, quick: bool):
             numel *= s
         label = f"T={T},{'x'.join(map(str, shape))}"
         for method in MERGE_METHODS:
-            providers = {
-                "fastprompt": functools.partial(_fast_merge, method=method),
-                "eager": functools.partial(_ref_merge, method=method),
-                "compile": compiled(functools.partial(_ref_merge, method=method)),
-            }
+            merge_providers = providers(functools.partial(_fast_merge, method=method),
+                                        functools.partial(_ref_merge, method=method))
             if peft:
-                providers["peft"] = functools.partial(_peft_merge, method=method)
+                merge_providers["peft"] = functools.partial(_peft_merge, method=method)
             out.append(Case(
                 op=f"merge_{method}", shape=label, dtype=torch.float32, device=device, mode="fwd",
                 make=lambda T=T, shape=shape: _merge_inputs(T, shape, torch.float32, device),
-                providers=providers,
+                providers=merge_providers,
                 bytes_moved=(T + 1) * numel * 4,  # every vector read once, the result written once
                 note=f"density={DENSITY}" if method != "task_arithmetic" else "",
             ))

@@ -9,8 +9,10 @@ from typing import Optional
 
 import torch
 
-from fastprompt.ops._checks import FLOAT_DTYPES, check_choice, check_tensor
-from fastprompt.reference.vectors import MERGE_METHODS, SIGN_METHODS
+from fastprompt.ops._checks import FLOAT_DTYPES, check_tensor
+from fastprompt.reference.task_arithmetic import DARE_METHODS, check_density, check_merge_method, check_sign
+
+__all__ = ["combine", "merge"]
 
 
 def _check_weights(weights, name="weights"):
@@ -109,7 +111,7 @@ def merge(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor] = 
         density: fraction kept, in (0, 1]; 1 disables pruning (no DARE rescaling either).
         sign: "total" (sign of the sum) or "frequency" (sign of the count of signs); TIES only.
         seed: DARE seed (int). The keep mask is a hash of (seed, vector, element), identical on
-            CPU and CUDA (``fastprompt.reference.vectors.dare_keep_mask``). None draws a seed from
+            CPU and CUDA (``fastprompt.reference.task_arithmetic.dare_keep_mask``). None draws a seed from
             torch's default generator, so ``torch.manual_seed`` makes it reproducible.
 
     Returns:
@@ -119,13 +121,9 @@ def merge(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor] = 
     if vectors.dim() < 1 or vectors.shape[0] < 1:
         raise RuntimeError(
             f"vectors: expected shape (T, ...) with at least 1 vector, got {tuple(vectors.shape)}")
-    check_choice("method", method, MERGE_METHODS)
-    check_choice("sign", sign, SIGN_METHODS)
-    if isinstance(density, bool) or not isinstance(density, (int, float)):
-        raise TypeError(f"density: expected a float in (0, 1], got {type(density).__name__}")
-    density = float(density)
-    if not (0.0 < density <= 1.0):
-        raise ValueError(f"density: expected a value in (0, 1], got {density}")
+    check_merge_method(method)
+    check_sign(sign)
+    density = check_density(density)
     T = vectors.shape[0]
     if weights is None:
         weights = torch.ones(T, dtype=torch.float32, device=vectors.device)
@@ -139,7 +137,7 @@ def merge(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor] = 
                 f"weights: expected shape ({T},), one weight per vector (vectors.shape[0] = {T}), "
                 f"got {tuple(weights.shape)}")
     if seed is None:
-        seed = _draw_seed() if method in ("dare", "dare_ties") else 0
+        seed = _draw_seed() if method in DARE_METHODS else 0
     elif isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
     if torch.is_grad_enabled() and (vectors.requires_grad or weights.requires_grad):

@@ -1,12 +1,12 @@
 // Torch-free entry points of the batched vector arithmetic kernels: combine and the
-// merge methods (CPU: vectors_cpu.cpp, CUDA: vectors_cuda.cu). The glue (vectors_ops*.cpp)
+// merge methods (CPU: task_arithmetic_cpu.cpp, CUDA: task_arithmetic_cuda.cu). The glue (task_arithmetic_ops*.cpp)
 // checks the arguments and flattens every tensor to the contiguous 2-D layouts below.
 //
 // combine:  out[b, n] = base[b or 0, n] + sum_t w[b, t] bank[t, n]
 //   backward: grad_bank[t, n] = sum_b w[b, t] g[b, n]  (the same kernel with w transposed),
 //             grad_w[b, t] = sum_n g[b, n] bank[t, n]  (fixed-size chunks of n, partial sums
 //             added in chunk order), grad_base = g or sum_b g[b] (same kernel, ones weights).
-// merge: see fastprompt/reference/vectors.py (peft.utils.merge_utils semantics).
+// merge: see fastprompt/reference/task_arithmetic.py (peft.utils.merge_utils semantics).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include "common/scalar.h"
 
 namespace fastprompt {
-namespace vectors {
+namespace task_arithmetic {
 
 // Elements per chunk of the fixed-order reduction of grad_w (CPU and CUDA).
 constexpr int64_t kDotChunk = 4096;
@@ -70,5 +70,5 @@ int64_t merge_workspace_bytes_cuda(const MergeProblem& pb);
 void merge_cuda(const MergeProblem& pb, const void* vectors, const void* weights, void* out,
                 void* workspace, void* stream);
 
-}  // namespace vectors
+}  // namespace task_arithmetic
 }  // namespace fastprompt

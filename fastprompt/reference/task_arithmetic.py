@@ -1,7 +1,7 @@
 """Pure-PyTorch reference of the batched vector arithmetic ops: ``combine`` and the
 ``merge`` methods of task vectors. The merge definitions follow ``peft.utils.merge_utils``.
 
-Conventions shared with the kernels (csrc/vectors/):
+Conventions shared with the kernels (csrc/task_arithmetic/):
 
 * accumulation in float32 (float64 for float64 inputs);
 * magnitude pruning keeps the k = int(density * numel) entries of largest |value| per vector;
@@ -10,20 +10,52 @@ Conventions shared with the kernels (csrc/vectors/):
 * density >= 1 means no pruning at all (as peft: DARE then does not rescale either);
 * the DARE keep mask is a counter-based hash of (seed, vector index, element index), see
   :func:`dare_keep_mask`; the CPU and CUDA kernels compute the same hash
-  (csrc/vectors/vectors_rng.h).
+  (csrc/task_arithmetic/task_arithmetic_rng.h).
+
+The merge method and sign names, and their validation, live here once: the functional op, the
+task-vector package and the benchmarks import them.
 """
+import math
 from typing import Optional
 
 import torch
 
+from fastprompt._dtypes import accumulation_dtype
+
+__all__ = ["combine_ref", "dare_keep_mask", "merge_ref"]
+
 MERGE_METHODS = ("task_arithmetic", "magnitude_prune", "ties", "dare", "dare_ties")
 SIGN_METHODS = ("total", "frequency")
+DARE_METHODS = ("dare", "dare_ties")        # the methods that draw a random keep mask
+MAGNITUDE_METHODS = ("magnitude_prune", "ties")  # the methods that keep the largest |value|
 
 _M32 = 0xFFFFFFFF
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def check_merge_method(method) -> str:
+    if method not in MERGE_METHODS:
+        raise ValueError(f"method: unknown merge method {method!r}; expected one of "
+                         f"{', '.join(map(repr, MERGE_METHODS))}")
+    return method
+
+
+def check_sign(sign) -> str:
+    if sign not in SIGN_METHODS:
+        raise ValueError(f"sign: expected one of {', '.join(map(repr, SIGN_METHODS))}, got {sign!r}")
+    return sign
+
+
+def check_density(density) -> float:
+    """density as a float in (0, 1]; anything else is a ValueError naming the argument."""
+    if isinstance(density, bool):
+        raise ValueError(f"density: expected a number in (0, 1], got {density!r}")
+    try:
+        d = float(density)
+    except (TypeError, ValueError):
+        raise ValueError(f"density: expected a number in (0, 1], got {density!r}") from None
+    if math.isnan(d) or not (0.0 < d <= 1.0):
+        raise ValueError(f"density: expected a value in (0, 1], got {density!r}")
+    return d
 
 
 def combine_ref(bank: torch.Tensor, weights: torch.Tensor, base: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -32,7 +64,7 @@ def combine_ref(bank: torch.Tensor, weights: torch.Tensor, base: Optional[torch.
     bank (T, ...); weights (B, T) -> out (B, ...), or weights (T,) -> out (...); base None or
     broadcastable to the output shape. Output dtype = bank dtype.
     """
-    c = _compute_dtype(bank.dtype)
+    c = accumulation_dtype(bank.dtype)
     T = bank.shape[0]
     item = bank.shape[1:]
     flat = bank.reshape(T, -1).to(c)
@@ -152,13 +184,13 @@ def merge_ref(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor
     """
     T = vectors.shape[0]
     item = vectors.shape[1:]
-    c = _compute_dtype(vectors.dtype)
+    c = accumulation_dtype(vectors.dtype)
     x = vectors.reshape(T, -1).to(c)
     N = x.shape[1]
     w = torch.ones(T, dtype=c, device=x.device) if weights is None else weights.to(x.device, c).reshape(T)
-    if method in ("magnitude_prune", "ties") and density < 1:
+    if method in MAGNITUDE_METHODS and density < 1:
         x = x * magnitude_keep_mask(x, density)
-    elif method in ("dare", "dare_ties") and density < 1:
+    elif method in DARE_METHODS and density < 1:
         if dare_mask is None:
             if seed is None:
                 seed = int(torch.randint(0, 2 ** 62, (1,)).item())

@@ -8,28 +8,20 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/cuda_utils.cuh"
 #include "common/dispatch.h"
-#include "vectors/vectors.h"
-#include "vectors/vectors_rng.h"
+#include "task_arithmetic/task_arithmetic.h"
+#include "task_arithmetic/task_arithmetic_rng.h"
 
 namespace fastprompt {
-namespace vectors {
+namespace task_arithmetic {
 namespace {
+
+using namespace gpu;
 
 constexpr int kThreads = 256;
 
-void check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("fastprompt vectors: ") + what + " launch failed: " +
-                             cudaGetErrorString(err));
-  }
-}
-
-inline unsigned grid_1d(int64_t n, int64_t per_block) {
-  const int64_t g = (n + per_block - 1) / per_block;
-  return unsigned(g < 1 ? 1 : (g > 2147483647 ? 2147483647 : g));
-}
+inline unsigned grid_1d(int64_t n, int64_t per_block) { return blocks_for(n, per_block); }
 
 // ---- vector loads ------------------------------------------------------------------------------
 // V consecutive elements (16 bytes when aligned) converted to the compute type.
@@ -120,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) weights_grad_partial_kernel(const S*
 template <typename A>
 __global__ void sum_partials_kernel(const A* __restrict__ partial, A* __restrict__ out,
                                     int64_t nchunks, int64_t count) {
-  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t e = global_thread();
   if (e >= count) return;
   A s = A(0);
   for (int64_t c = 0; c < nchunks; ++c) s += partial[c * count + e];
@@ -149,7 +141,7 @@ __device__ __forceinline__ unsigned long long abs_key(double v) {
 }
 
 __global__ void sel_init_kernel(SelState* st, int64_t T, int64_t k) {
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t t = global_thread();
   if (t < T) st[t] = SelState{0ull, 0ull, (long long)k, 0ll};
 }
 
@@ -178,7 +170,7 @@ __global__ void __launch_bounds__(kThreads) sel_hist_kernel(const S* __restrict_
 
 __global__ void sel_pick_kernel(SelState* st, const unsigned long long* __restrict__ hist, int64_t T,
                                 int shift, bool last) {
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t t = global_thread();
   if (t >= T) return;
   SelState s = st[t];
   const unsigned long long* h = hist + t * 256;
@@ -236,7 +228,7 @@ __global__ void __launch_bounds__(kThreads) tie_count_kernel(const S* __restrict
 
 __global__ void tie_scan_kernel(const SelState* __restrict__ st, long long* tie_count, int64_t T,
                                 int64_t nchunks) {
-  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t t = global_thread();
   if (t >= T || !st[t].tie_mode) return;
   long long run = 0;
   for (int64_t c = 0; c < nchunks; ++c) {
@@ -453,7 +445,7 @@ void merge_cuda(const MergeProblem& pb, const void* vectors, const void* weights
       for (int shift = KeyBits<A>::value - 8; shift >= 0; shift -= 8) {
         const cudaError_t err = cudaMemsetAsync(ws.hist, 0, size_t(T) * 256 * sizeof(unsigned long long), s);
         if (err != cudaSuccess) {
-          throw std::runtime_error(std::string("fastprompt vectors: merge histogram reset failed: ") +
+          throw std::runtime_error(std::string("fastprompt task_arithmetic: merge histogram reset failed: ") +
                                    cudaGetErrorString(err));
         }
         sel_hist_kernel<S><<<dim3(gxc, gy), kThreads, 0, s>>>(x, N, ws.st, ws.hist, T, shift);
@@ -473,5 +465,5 @@ void merge_cuda(const MergeProblem& pb, const void* vectors, const void* weights
   });
 }
 
-}  // namespace vectors
+}  // namespace task_arithmetic
 }  // namespace fastprompt

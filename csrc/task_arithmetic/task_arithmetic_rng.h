@@ -1,5 +1,5 @@
 // Torch-free counter-based RNG of the DARE keep mask, shared by the CPU and the CUDA kernels so
-// both draw the same mask for a seed. Specification (also fastprompt/reference/vectors.py,
+// both draw the same mask for a seed. Specification (also fastprompt/reference/task_arithmetic.py,
 // dare_keep_mask):
 //   fmix32 = the murmur3 32-bit finaliser
 //   key_t  = fmix32(fmix32(fmix32(lo32(seed) + 0x9E3779B9) ^ hi32(seed)) ^ (t * 0x632BE5AB))
@@ -12,7 +12,7 @@
 #include "common/scalar.h"
 
 namespace fastprompt {
-namespace vectors {
+namespace task_arithmetic {
 
 FP_HOST_DEVICE uint32_t fmix32(uint32_t h) {
   h ^= h >> 16;
@@ -46,5 +46,5 @@ inline uint32_t dare_threshold(double density) {
   return r;
 }
 
-}  // namespace vectors
+}  // namespace task_arithmetic
 }  // namespace fastprompt

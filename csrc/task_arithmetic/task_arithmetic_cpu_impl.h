@@ -1,13 +1,15 @@
 // CPU kernels of combine and merge, included once per instruction set inside
-// namespace FP_CPU_ISA (vectors_cpu.cpp: baseline; vectors_cpu_avx2.cpp; vectors_cpu_avx512.cpp).
+// namespace FP_CPU_ISA (task_arithmetic_cpu.cpp: baseline; task_arithmetic_cpu_avx2.cpp; task_arithmetic_cpu_avx512.cpp).
 // Loops run over fixed-size tiles of the flattened element axis so that every reduction has an
 // order that depends on the shapes alone (bitwise reproducible for any thread count and the same
 // for every instruction set: no floating-point contraction); the inner loops are written for
 // auto-vectorisation.
-#include "vectors/vectors_cpu_prelude.h"
+#include "task_arithmetic/task_arithmetic_cpu_prelude.h"
+
+#include "common/simd.h"
 
 namespace fastprompt {
-namespace vectors {
+namespace task_arithmetic {
 namespace FP_CPU_ISA {
 namespace {
 
@@ -384,5 +386,5 @@ void merge(const MergeProblem& pb, const void* vectors, const void* weights, voi
 }
 
 }  // namespace FP_CPU_ISA
-}  // namespace vectors
+}  // namespace task_arithmetic
 }  // namespace fastprompt
