@@ -19,3 +19,10 @@ def check_tensor(name: str, value, *, dim=None, shape_doc: str = "") -> None:
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_fake_dims(**tensors) -> None:
+    """The dimension checks of a fake kernel: name=(tensor, dims, shape_doc) for each argument,
+    checked in order with torch._check (the kernels check the rest)."""
+    for name, (t, dims, shape_doc) in tensors.items():
+        torch._check(t.dim() == dims, lambda name=name, shape_doc=shape_doc: f"{name}: expected shape {shape_doc}")
