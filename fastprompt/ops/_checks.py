@@ -32,3 +32,10 @@ def layout_like(grad, like: torch.Tensor):
     if grad is None or grad.stride() == like.stride():
         return grad
     return torch.empty_like(like, dtype=grad.dtype).copy_(grad)
+
+
+def check_fake_dims(**tensors) -> None:
+    """The dimension checks of a fake kernel: name=(tensor, dims, shape_doc) for each argument,
+    checked in order with torch._check (the kernels check the rest)."""
+    for name, (t, dims, shape_doc) in tensors.items():
+        torch._check(t.dim() == dims, lambda name=name, shape_doc=shape_doc: f"{name}: expected shape {shape_doc}")

@@ -8,7 +8,7 @@ and save only the log-sum-exp (B, K) for the backward, which recomputes the weig
 import torch
 
 from fastprompt._dtypes import accumulation_dtype
-from fastprompt.ops._checks import check_tensor, layout_like
+from fastprompt.ops._checks import check_fake_dims, check_tensor, layout_like
 
 __all__ = ["attention_pool"]
 
@@ -46,8 +46,7 @@ def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = 
 
 @torch.library.register_fake("fastprompt::attention_pool")
 def _attention_pool_fake(z, queries, mask):
-    torch._check(z.dim() == 3, lambda: "z: expected shape (batch, tokens, dim)")
-    torch._check(queries.dim() == 2, lambda: "queries: expected shape (dim, num_queries)")
+    check_fake_dims(z=(z, 3, "(batch, tokens, dim)"), queries=(queries, 2, "(dim, num_queries)"))
     torch._check(queries.shape[0] == z.shape[2],
                  lambda: "queries: expected the first dimension to equal z.shape[2]")
     batch, dim, k = z.shape[0], z.shape[2], queries.shape[1]

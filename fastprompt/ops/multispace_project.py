@@ -6,7 +6,7 @@ y = sum_k softmax(gate_logits)_k (x @ weight[k] + bias[k]) for x (..., d_in), we
 """
 import torch
 
-from fastprompt.ops._checks import check_tensor
+from fastprompt.ops._checks import check_fake_dims, check_tensor
 
 __all__ = ["multispace_project"]
 
@@ -73,7 +73,7 @@ def _per_row(gate_logits):
 
 @torch.library.register_fake("fastprompt::multispace_project")
 def _multispace_project_fake(x, weight, bias, gate_logits):
-    torch._check(weight.dim() == 3, lambda: "weight: expected shape (num_spaces, d_in, d_out)")
+    check_fake_dims(weight=(weight, 3, "(num_spaces, d_in, d_out)"))
     torch._check(x.dim() >= 1 and x.shape[-1] == weight.shape[1],
                  lambda: "x: expected the last dimension to equal weight.shape[1]")
     n, d_in, d_out = weight.shape

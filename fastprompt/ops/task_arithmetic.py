@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from fastprompt.ops._checks import FLOAT_DTYPES, check_tensor
+from fastprompt.ops._checks import FLOAT_DTYPES, check_fake_dims, check_tensor
 from fastprompt.reference.task_arithmetic import DARE_METHODS, check_density, check_merge_method, check_sign
 
 __all__ = ["combine", "merge"]
@@ -162,8 +162,7 @@ def _seed_to_int64(seed: int) -> int:
 # ---- fake kernels and autograd ---------------------------------------------------------------
 @torch.library.register_fake("fastprompt::combine")
 def _combine_fake(bank, weights, base):
-    torch._check(bank.dim() == 2, lambda: "bank: expected shape (vectors, numel)")
-    torch._check(weights.dim() == 2, lambda: "weights: expected shape (rows, vectors)")
+    check_fake_dims(bank=(bank, 2, "(vectors, numel)"), weights=(weights, 2, "(rows, vectors)"))
     torch._check(weights.shape[1] == bank.shape[0],
                  lambda: "weights: expected the last dimension to equal bank.shape[0]")
     return bank.new_empty((weights.shape[0], bank.shape[1]))
@@ -177,7 +176,7 @@ def _combine_backward_fake(grad_out, bank, weights, base_rows):
 
 @torch.library.register_fake("fastprompt::merge")
 def _merge_fake(vectors, weights, method, density, sign, seed):
-    torch._check(vectors.dim() == 2, lambda: "vectors: expected shape (vectors, numel)")
+    check_fake_dims(vectors=(vectors, 2, "(vectors, numel)"))
     return vectors.new_empty((vectors.shape[1],))
 
 
