@@ -656,13 +656,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(reentrant):
 
 def test_param_groups_defaults_scale_and_unknown_groups():
     from fastprompt.methods import EPTModel
-    from fastprompt.methods.prompt_tuning import DEFAULT_LR
 
     plain = PromptTuningModel(tiny_bert(), num_virtual_tokens=4)  # a classifier: the head is a group
     groups = {g["name"]: g for g in plain.param_groups()}
     assert set(groups) == {"prompt", "head"}
-    assert groups["prompt"]["lr"] == DEFAULT_LR["prompt_tuning"]["lr_prompt"]
-    assert groups["head"]["lr"] == DEFAULT_LR["prompt_tuning"]["lr_head"]
+    assert groups["prompt"]["lr"] == PromptTuningModel.DEFAULT_LR["lr_prompt"]
+    assert groups["head"]["lr"] == PromptTuningModel.DEFAULT_LR["lr_head"]
     assert [p.shape for p in groups["head"]["params"]] == [(2, 32), (2,)]
     with pytest.raises(ValueError, match="lr_lowrank: PromptTuningModel \\(prompt_tuning\\) has no such"):
         plain.param_groups(lr_lowrank=1e-3)
@@ -671,13 +670,13 @@ def test_param_groups_defaults_scale_and_unknown_groups():
     ept = EPTModel(tiny_llama(), num_virtual_tokens=3, rank=2, max_len=8, num_spaces=2)
     groups = {g["name"]: g for g in ept.param_groups(lr_lowrank=5e-4, scale=2.0, weight_decay=0.01)}
     assert set(groups) == {"prompt", "lowrank", "projection"}  # no head on a causal LM
-    assert groups["lowrank"]["lr"] == 1e-3 and groups["prompt"]["lr"] == 2 * DEFAULT_LR["ept"]["lr_prompt"]
-    assert groups["projection"]["lr"] == 2 * DEFAULT_LR["ept"]["lr_projection"]
+    assert groups["lowrank"]["lr"] == 1e-3 and groups["prompt"]["lr"] == 2 * EPTModel.DEFAULT_LR["lr_prompt"]
+    assert groups["projection"]["lr"] == 2 * EPTModel.DEFAULT_LR["lr_projection"]
     assert all(g["weight_decay"] == 0.01 for g in groups.values())
     assert [p.shape for p in groups["prompt"]["params"]] == [(3, 32)]
     everything = [p for g in groups.values() for p in g["params"]]
     assert len(everything) == len(ept.trainable_parameters()) == len({id(p) for p in everything})
-    assert ept.default_learning_rates() == DEFAULT_LR["ept"]
+    assert ept.default_learning_rates() == EPTModel.DEFAULT_LR
     dept = DePTModel(tiny_llama(), num_virtual_tokens=3, rank=2, max_len=8)
     assert [g["name"] for g in dept.param_groups()] == ["prompt", "lowrank"]
     torch.optim.AdamW(dept.param_groups())  # a valid optimizer

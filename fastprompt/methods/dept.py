@@ -37,6 +37,7 @@ class DePTModel(PromptTuningModel):
 
     config_class = DePTConfig
     _SAVE_KEYS = {"prompt.weight": "prompt_embeddings", "offset.A": "lowrank_A", "offset.B": "lowrank_B"}
+    DEFAULT_LR = {**PromptTuningModel.DEFAULT_LR, "lr_lowrank": 1e-3}
 
     def _build_encoder(self, cfg: DePTConfig) -> nn.Module:
         return DePTPrompt(cfg.num_virtual_tokens, cfg.max_len, cfg.rank, self.token_dim, device=self._device(),

@@ -45,6 +45,7 @@ class EPTModel(DePTModel):
     ``lr_lowrank`` and the projection and its gate at ``lr_projection``."""
 
     config_class = EPTConfig
+    DEFAULT_LR = {**DePTModel.DEFAULT_LR, "lr_projection": 1e-3}
 
     def _group_parameters(self) -> Dict[str, List[nn.Parameter]]:
         groups = super()._group_parameters()

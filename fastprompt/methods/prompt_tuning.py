@@ -72,12 +72,6 @@ ENCODER_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert", "a
 # per-token outputs of the (prompt + input) sequence, returned without the soft positions
 PER_TOKEN_OUTPUTS = ("logits", "last_hidden_state", "hidden_states", "start_logits", "end_logits")
 ENCODER_PER_TOKEN_OUTPUTS = ("encoder_last_hidden_state", "encoder_hidden_states")
-# default optimizer learning rates of param_groups() (AdamW), per method and group
-DEFAULT_LR = {
-    "prompt_tuning": {"lr_prompt": 3e-2, "lr_head": 1e-3},
-    "dept": {"lr_prompt": 3e-2, "lr_lowrank": 1e-3, "lr_head": 1e-3},
-    "ept": {"lr_prompt": 3e-2, "lr_lowrank": 1e-3, "lr_projection": 1e-3, "lr_head": 1e-3},
-}
 
 
 @dataclass
@@ -193,6 +187,8 @@ class PromptTuningModel(AdapterModel):
     _build_kwargs = ("tokenizer",)
     # prompt_encoder state names -> checkpoint keys
     _SAVE_KEYS = {"weight": "prompt_embeddings"}
+    # default AdamW learning rate of each parameter group of param_groups()
+    DEFAULT_LR = {"lr_prompt": 3e-2, "lr_head": 1e-3}
 
     def __init__(self, model: nn.Module, config: Optional[PromptTuningConfig] = None, adapter_name: str = "default",
                  tokenizer=None, **config_kwargs):
@@ -577,14 +573,14 @@ class PromptTuningModel(AdapterModel):
         Groups: ``lr_prompt`` (the soft tokens), ``lr_lowrank`` (DePT / EPT: the pair A, B),
         ``lr_projection`` (EPT: the multi-space projection and its gate), ``lr_head`` (the
         modules_to_save, e.g. a classification head). A learning rate left as None takes the
-        default of :data:`DEFAULT_LR` for the method (prompt tuning: prompt 3e-2, head 1e-3;
+        default of the class's ``DEFAULT_LR`` (prompt tuning: prompt 3e-2, head 1e-3;
         DePT: prompt 3e-2, low-rank 1e-3; EPT: the same plus projection 1e-3); ``scale``
         multiplies every group's rate (a learning-rate sweep around the defaults). Any other
         keyword (``weight_decay``, ``betas``, ...) goes into every group. Giving a learning rate
         for a group the method does not have raises ValueError. Empty groups are left out.
         """
         given = {"lr_prompt": lr_prompt, "lr_lowrank": lr_lowrank, "lr_head": lr_head, "lr_projection": lr_projection}
-        defaults = DEFAULT_LR[self.prompt_config.method]
+        defaults = type(self).DEFAULT_LR
         for name, value in given.items():
             if value is not None and name not in defaults:
                 raise ValueError(f"{name}: {type(self).__name__} ({self.prompt_config.method}) has no such parameter "
@@ -600,7 +596,7 @@ class PromptTuningModel(AdapterModel):
 
     def default_learning_rates(self) -> Dict[str, float]:
         """The method's default learning rate of every parameter group (see :meth:`param_groups`)."""
-        return dict(DEFAULT_LR[self.prompt_config.method])
+        return dict(type(self).DEFAULT_LR)
 
     def parameter_report(self) -> Dict[str, int]:
         """Trainable parameters per part, the total, and the backbone's (frozen) parameters."""
