@@ -12,6 +12,7 @@ from conftest import IN_CI, require
 from oracles import assert_same_until_eos, greedy_decode_reference
 from tiny_models import perturb, train_losses
 
+from fastprompt.data import InstructionCollator
 from fastprompt.methods import IAPTModel
 
 
@@ -54,19 +55,15 @@ def smol():
 
 
 def chat_batch(tok, pairs, with_response=True):
-    ids, labels = [], []
-    for prompt, response in pairs:
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
-        p = tok(text, add_special_tokens=False)["input_ids"]
-        r = tok(response + "<|im_end|>", add_special_tokens=False)["input_ids"] if with_response else []
-        ids.append(p + r)
-        labels.append([-100] * len(p) + r)
-    width = max(map(len, ids))
-    pad = tok.pad_token_id
-    return {"input_ids": torch.tensor([[pad] * (width - len(x)) + x for x in ids]),
-            "attention_mask": torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids]),
-            "labels": torch.tensor([[-100] * (width - len(x)) + x for x in labels])}
+    """A left-padded chat-template batch from the library's collator, without instruction_mask
+    (so the bare backbone takes it too; IAPT then takes the prompt from the -100 labels)."""
+    collator = InstructionCollator(tok, padding_side="left")
+    if with_response:
+        batch = collator([{"prompt": p, "response": r} for p, r in pairs])
+    else:
+        batch = collator.prompts([p for p, _ in pairs])
+    batch.pop("instruction_mask", None)
+    return batch
 
 
 def greedy_kwargs(tok, n=4):
