@@ -3,8 +3,8 @@
 Sources (found by these rules; adding an op family is adding a folder):
   csrc/fastprompt.cpp              the Python module
   csrc/common/                     shared headers only
-  csrc/<family>/*.cpp              CPU sources of an op family (every folder of csrc/ but common)
-  csrc/<family>/*_cuda.cpp         its CUDA torch glue (includes c10/cuda headers): CUDA builds only
+  csrc/<family>/*.cpp              C++ sources of an op family (every folder of csrc/ but common);
+                                   its CUDA glue is compiled in CUDA builds only (FASTPROMPT_WITH_CUDA)
   csrc/<family>/*.cu               its torch-free CUDA kernels: CUDA builds only
 
 Environment:
@@ -70,12 +70,10 @@ def op_families():
 
 
 def family_sources(family, cuda):
-    """CPU sources of a family, plus its CUDA glue and kernels when `cuda` (rules above)."""
-    cpp = sorted(glob.glob(os.path.join("csrc", family, "*.cpp")))
-    cuda_glue = [s for s in cpp if s.endswith("_cuda.cpp")]
-    sources = [s for s in cpp if s not in cuda_glue]
+    """C++ sources of a family, plus its CUDA kernels when `cuda` (rules above)."""
+    sources = sorted(glob.glob(os.path.join("csrc", family, "*.cpp")))
     if cuda:
-        sources += cuda_glue + sorted(glob.glob(os.path.join("csrc", family, "*.cu")))
+        sources += sorted(glob.glob(os.path.join("csrc", family, "*.cu")))
     return sources
 
 

@@ -1,7 +1,7 @@
 // The Python module of the operator library. `import fastprompt._C` loads this shared library,
 // which runs the static registrations of every op family: each family defines its op schemas
-// (TORCH_LIBRARY_FRAGMENT) and CPU kernels in csrc/<family>/<family>_ops.cpp and its CUDA
-// kernels in csrc/<family>/<family>_ops_cuda.cpp; autograd and fake (meta) kernels are
+// (TORCH_LIBRARY_FRAGMENT) and registers its CPU and CUDA kernels in
+// csrc/<family>/<family>_ops.cpp; autograd and fake (meta) kernels are
 // registered in Python (fastprompt/ops/<family>.py).
 #include <Python.h>
 

@@ -1,6 +1,6 @@
 // Torch-free entry points of the self-attention pooling kernels (CPU: attention_pool_cpu*.cpp,
-// CUDA: attention_pool_cuda.cu). The glue in attention_pool_ops.cpp / attention_pool_ops_cuda.cpp
-// checks the arguments and makes every input contiguous before calling these.
+// CUDA: attention_pool_cuda.cu). The glue in attention_pool_ops.cpp checks the
+// arguments and makes every input contiguous before calling these.
 //
 // Math: u[b,t,k] = z[b,t,:] . w[:,k]; a[b,:,k] = softmax over the real tokens of
 // u[b,:,k]; out[b,k,:] = sum_t a[b,t,k] z[b,t,:]; lse[b,k] = log sum_t exp(u[b,t,k]).

@@ -2,12 +2,12 @@
 // from at::ScalarType to the torch-free DType tag, the thread pool bridge, and the devices the
 // kernels are registered for.
 //
-// Each op family writes its ops once, as templates over the device (in <op>_glue.h): they check
+// Each op family writes its ops once, in <op>_ops.cpp, as templates over the device: they check
 // the device of the tensor that decides where the op runs (check_device), make that device
 // current (Device::Guard), validate and pack the arguments, and call Launch<Device>, the
-// family's kernel calls for that device. <op>_ops.cpp defines Launch<Cpu> and registers the
-// ops for CPU; <op>_ops_cuda.cpp defines Launch<Cuda> (common/torch_glue_cuda.h) and registers
-// them for CUDA.
+// family's kernel calls for that device. The same file defines Launch<Cpu> and registers the ops
+// for CPU and, in CUDA builds (#ifdef FASTPROMPT_WITH_CUDA), defines Launch<Cuda>
+// (common/torch_glue_cuda.h) and registers them for CUDA.
 #pragma once
 
 #include <ATen/Parallel.h>

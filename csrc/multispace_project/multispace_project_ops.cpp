@@ -1,16 +1,87 @@
-// Torch glue of the multi-space projection: the op schemas, argument checks, the matrix
-// products, the CPU kernels' registration. The products go to the vendor BLAS through at::mm /
-// at::addmm; the fused kernels around them are per device (Kernels table).
-#include "multispace_project/multispace_project_glue.h"
+// Torch glue of the multi-space projection: the op schemas, argument checks and packing, the ops written
+// once for every device (templates over Device that call Launch<Device>), and their
+// registration for the CPU and, in CUDA builds (FASTPROMPT_WITH_CUDA), for CUDA. The matrix
+// products go to the vendor BLAS (at::mm / at::addmm: MKL / cuBLAS); the fused kernels around them
+// are per device (the Kernels table of Launch<Device>).
 
+#include <ATen/core/Tensor.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/sum.h>
+#include <torch/library.h>
 
+#include <limits>
+#include <optional>
+#include <tuple>
 #include <vector>
 
+#include "common/torch_glue.h"
+#include "multispace_project/multispace_project.h"
+
+#ifdef FASTPROMPT_WITH_CUDA
+#include "common/torch_glue_cuda.h"
+#endif
+
 namespace fastprompt::multispace_project {
+
+struct Kernels {
+  // each takes the problem and the same pointers as the torch-free functions, then runs on the
+  // current stream / thread pool of the device
+  void (*fold)(const Problem&, const void*, const void*, const void*, void*, void*);
+  void (*fold_backward)(const Problem&, const void*, const void*, const void*, const void*,
+                        const void*, void*, void*, void*, const at::Tensor& like);
+  void (*rows_forward)(const Problem&, const void*, const void*, const void*, void*);
+  void (*rows_backward)(const Problem&, const void*, const void*, const void*, const void*,
+                        void*, void*, void*);
+};
+
+// -> (out (..., d_out), saved): saved is W_eff (d_in, d_out) for a shared gate or none, and
+// the projections P_k = x @ W_k (N, M, d_out) for per-row gates; the backward takes it back.
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor& weight,
+                                           const std::optional<at::Tensor>& bias,
+                                           const std::optional<at::Tensor>& gate_logits,
+                                           const Kernels& kernels);
+
+// -> (grad_x, grad_weight, grad_bias (N, d_out) or shape (0,) without bias, grad_gate_logits
+// (gate_logits' shape) or shape (0,) without gate logits)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& gate_logits,
+    const at::Tensor& saved, const Kernels& kernels);
+
+// The kernels of one device (Launch<Cpu> and Launch<Cuda> below): static constexpr int64_t
+// kMaxSpaces (the most spaces its kernels take); static const Kernels& kernels().
+template <class Device>
+struct Launch;
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& x, const at::Tensor& weight,
+                                              const std::optional<at::Tensor>& bias,
+                                              const std::optional<at::Tensor>& gate_logits) {
+  check_device<Device>(x, "x");
+  check_size_at_most(weight, "weight", 3, 0, Launch<Device>::kMaxSpaces, "spaces on CUDA");
+  const typename Device::Guard guard(x);
+  return forward(x, weight, bias, gate_logits, Launch<Device>::kernels());
+}
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_op(
+    const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& gate_logits,
+    const at::Tensor& saved) {
+  check_device<Device>(x, "x");
+  check_size_at_most(weight, "weight", 3, 0, Launch<Device>::kMaxSpaces, "spaces on CUDA");
+  const typename Device::Guard guard(x);
+  return backward(grad_out, x, weight, bias, gate_logits, saved, Launch<Device>::kernels());
+}
+
+// The kernels of Device for the family's ops (TORCH_LIBRARY_IMPL in the device files).
+template <class Device>
+void register_kernels(torch::Library& m) {
+  m.impl("multispace_project", &forward_op<Device>).impl("multispace_project_backward", &backward_op<Device>);
+}
+
 namespace {
 
 const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
@@ -82,7 +153,6 @@ std::vector<int64_t> out_shape(const Prepared& p, int64_t last) {
   s.push_back(last);
   return s;
 }
-
 
 }  // namespace
 
@@ -234,3 +304,36 @@ struct Launch<Cpu> {
 }  // namespace fastprompt::multispace_project
 
 FP_REGISTER_KERNELS(CPU, Cpu, multispace_project)
+
+#ifdef FASTPROMPT_WITH_CUDA
+namespace fastprompt::multispace_project {
+
+template <>
+struct Launch<Cuda> {
+  static constexpr int64_t kMaxSpaces = 1024;  // the gates of a block live in shared memory
+  static const Kernels& kernels() {
+    static const Kernels k{
+        [](const Problem& pb, const void* w, const void* b, const void* l, void* we, void* be) {
+          fold_cuda(pb, w, b, l, we, be, Cuda::stream());
+        },
+        [](const Problem& pb, const void* w, const void* b, const void* l, const void* g,
+           const void* cs, void* gw, void* gb, void* gl, const at::Tensor& like) {
+          at::Tensor ws = workspace(fold_backward_workspace_bytes_cuda(pb), like);
+          fold_backward_cuda(pb, w, b, l, g, cs, gw, gb, gl, ws.data_ptr(), Cuda::stream());
+        },
+        [](const Problem& pb, const void* pr, const void* b, const void* l, void* out) {
+          rows_forward_cuda(pb, pr, b, l, out, Cuda::stream());
+        },
+        [](const Problem& pb, const void* dy, const void* pr, const void* b, const void* l,
+           void* dp, void* g, void* gl) {
+          rows_backward_cuda(pb, dy, pr, b, l, dp, g, gl, Cuda::stream());
+        },
+    };
+    return k;
+  }
+};
+
+}  // namespace fastprompt::multispace_project
+
+FP_REGISTER_KERNELS(CUDA, Cuda, multispace_project)
+#endif  // FASTPROMPT_WITH_CUDA

@@ -1,5 +1,5 @@
 // Torch-free entry points of the rational activation kernels (CPU: rational_cpu*.cpp,
-// CUDA: rational_cuda.cu). The glue in rational_ops.cpp / rational_ops_cuda.cpp checks the
+// CUDA: rational_cuda.cu). The glue in rational_ops.cpp checks the
 // arguments and makes every input contiguous before calling these.
 #pragma once
 

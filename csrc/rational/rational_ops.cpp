@@ -1,8 +1,83 @@
-// Torch glue of the rational activation: the op schemas, argument checks, packing, the CPU
-// kernels' registration.
-#include "rational/rational_glue.h"
+// Torch glue of the rational activation: the op schemas, argument checks and packing, the ops written
+// once for every device (templates over Device that call Launch<Device>), and their
+// registration for the CPU and, in CUDA builds (FASTPROMPT_WITH_CUDA), for CUDA.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+#include "common/torch_glue.h"
+#include "rational/rational.h"
+
+#ifdef FASTPROMPT_WITH_CUDA
+#include "common/torch_glue_cuda.h"
+#endif
 
 namespace fastprompt::rational {
+
+struct Prepared {
+  Problem problem;
+  at::Tensor x;     // contiguous input
+  at::Tensor coef;  // (G, 2, D + 1) packed coefficients in the compute dtype
+};
+
+// Validates the arguments (raising errors that name the offending argument) and packs them.
+Prepared prepare(const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
+                 const std::string& form);
+
+// Splits the packed (G, 2, D + 1) coefficient gradient into (grad_numerator, grad_denominator)
+// with the shapes and dtypes of the coefficients.
+std::tuple<at::Tensor, at::Tensor> unpack_coef_grad(const at::Tensor& grad_coef,
+                                                    const at::Tensor& numerator,
+                                                    const at::Tensor& denominator);
+
+void check_grad_out(const at::Tensor& grad_out, const at::Tensor& x);
+
+// The kernel calls of one device (Launch<Cpu> and Launch<Cuda> below):
+//   static void forward(const Prepared&, at::Tensor& y);
+//   static void backward(const Prepared&, const at::Tensor& grad_out, at::Tensor& grad_x,
+//                        at::Tensor& grad_coef);   // both called for non-empty x only
+template <class Device>
+struct Launch;
+
+template <class Device>
+at::Tensor forward_op(const at::Tensor& x, const at::Tensor& numerator,
+                      const at::Tensor& denominator, c10::string_view form) {
+  check_device<Device>(x, "x");
+  const typename Device::Guard guard(x);
+  Prepared p = prepare(x, numerator, denominator, std::string(form));
+  at::Tensor y = at::empty_like(p.x);
+  if (x.numel() > 0) Launch<Device>::forward(p, y);
+  return y;
+}
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(const at::Tensor& grad_out,
+                                                           const at::Tensor& x,
+                                                           const at::Tensor& numerator,
+                                                           const at::Tensor& denominator,
+                                                           c10::string_view form) {
+  check_device<Device>(x, "x");
+  const typename Device::Guard guard(x);
+  Prepared p = prepare(x, numerator, denominator, std::string(form));
+  check_grad_out(grad_out, x);
+  at::Tensor g = grad_out.contiguous();
+  at::Tensor grad_x = at::empty_like(p.x);
+  at::Tensor grad_coef = at::zeros_like(p.coef);
+  if (x.numel() > 0) Launch<Device>::backward(p, g, grad_x, grad_coef);
+  auto [gn, gd] = unpack_coef_grad(grad_coef, numerator, denominator);
+  return {grad_x, gn, gd};
+}
+
+// The kernels of Device for the family's ops (TORCH_LIBRARY_IMPL in the device files).
+template <class Device>
+void register_kernels(torch::Library& m) {
+  m.impl("rational", &forward_op<Device>).impl("rational_backward", &backward_op<Device>);
+}
 
 Prepared prepare(const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
                  const std::string& form) {
@@ -100,3 +175,24 @@ struct Launch<Cpu> {
 }  // namespace fastprompt::rational
 
 FP_REGISTER_KERNELS(CPU, Cpu, rational)
+
+#ifdef FASTPROMPT_WITH_CUDA
+namespace fastprompt::rational {
+
+template <>
+struct Launch<Cuda> {
+  static void forward(const Prepared& p, at::Tensor& y) {
+    forward_cuda(p.problem, p.x.data_ptr(), y.data_ptr(), Cuda::stream());
+  }
+  static void backward(const Prepared& p, const at::Tensor& g, at::Tensor& grad_x,
+                       at::Tensor& grad_coef) {
+    at::Tensor ws = workspace(workspace_bytes_cuda(p.problem), p.x);
+    backward_cuda(p.problem, g.data_ptr(), p.x.data_ptr(), grad_x.data_ptr(),
+                  grad_coef.data_ptr(), ws.data_ptr(), Cuda::stream());
+  }
+};
+
+}  // namespace fastprompt::rational
+
+FP_REGISTER_KERNELS(CUDA, Cuda, rational)
+#endif  // FASTPROMPT_WITH_CUDA

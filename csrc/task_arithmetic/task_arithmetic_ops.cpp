@@ -1,14 +1,111 @@
-// Torch glue of combine and merge: the op schemas, argument checks, packing, the CPU kernels'
-// registration.
-#include "task_arithmetic/task_arithmetic_glue.h"
+// Torch glue of combine and merge: the op schemas, argument checks and packing, the ops written
+// once for every device (templates over Device that call Launch<Device>), and their
+// registration for the CPU and, in CUDA builds (FASTPROMPT_WITH_CUDA), for CUDA.
 
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <ATen/ops/ones.h>
+#include <torch/library.h>
 
 #include <array>
+#include <optional>
+#include <string>
+#include <tuple>
 #include <utility>
 
+#include "common/torch_glue.h"
+#include "task_arithmetic/task_arithmetic.h"
+
+#ifdef FASTPROMPT_WITH_CUDA
+#include "common/torch_glue_cuda.h"
+#endif
+
 namespace fastprompt::task_arithmetic {
+
+struct PreparedCombine {
+  CombineProblem problem;
+  at::Tensor bank;     // (T, N) contiguous
+  at::Tensor weights;  // (B, T) contiguous, compute dtype
+  at::Tensor base;     // (base_rows, N) contiguous, or undefined
+  at::ScalarType compute;
+};
+
+// bank (T, N), weights (B, T), base (1 or B, N) or none; errors name the argument.
+PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weights,
+                                const std::optional<at::Tensor>& base);
+
+struct PreparedMerge {
+  MergeProblem problem;
+  at::Tensor vectors;  // (T, N) contiguous
+  at::Tensor weights;  // (T,) contiguous, compute dtype
+};
+
+PreparedMerge prepare_merge(const at::Tensor& vectors, const at::Tensor& weights,
+                            const std::string& method, double density, const std::string& sign,
+                            int64_t seed);
+
+// The backward of combine from two device launchers:
+//   combine_fn(const PreparedCombine&, at::Tensor out) and
+//   weights_grad_fn(const CombineProblem&, grad_out, bank, at::Tensor grad_weights (B, T) compute)
+// -> (grad_bank (T, N), grad_weights (B, T) in weights' dtype, grad_base (base_rows, N)).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
+    const at::Tensor& grad_out, const at::Tensor& bank, const at::Tensor& weights,
+    int64_t base_rows, void (*combine_fn)(const PreparedCombine&, at::Tensor&),
+    void (*weights_grad_fn)(const CombineProblem&, const at::Tensor&, const at::Tensor&,
+                            at::Tensor&));
+
+// The kernel calls of one device (Launch<Cpu> and Launch<Cuda> below), each for any sizes (empty ones included):
+//   static void combine(const PreparedCombine&, at::Tensor& out);
+//   static void weights_grad(const CombineProblem&, const at::Tensor& grad_out,
+//                            const at::Tensor& bank, at::Tensor& grad_weights);
+//       (the fused kernel of the 16-bit types, for rows and elements > 0; combine_backward_with
+//       runs float32 / float64 through the vendor BLAS)
+//   static void merge(const PreparedMerge&, at::Tensor& out);
+template <class Device>
+struct Launch;
+
+template <class Device>
+at::Tensor combine_op(const at::Tensor& bank, const at::Tensor& weights,
+                      const std::optional<at::Tensor>& base) {
+  check_device<Device>(bank, "bank");
+  const typename Device::Guard guard(bank);
+  PreparedCombine p = prepare_combine(bank, weights, base);
+  at::Tensor out = at::empty({p.problem.rows, p.problem.numel}, p.bank.options());
+  Launch<Device>::combine(p, out);
+  return out;
+}
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_op(const at::Tensor& grad_out,
+                                                                   const at::Tensor& bank,
+                                                                   const at::Tensor& weights,
+                                                                   int64_t base_rows) {
+  check_device<Device>(bank, "bank");
+  const typename Device::Guard guard(bank);
+  return combine_backward_with(grad_out, bank, weights, base_rows, &Launch<Device>::combine,
+                               &Launch<Device>::weights_grad);
+}
+
+template <class Device>
+at::Tensor merge_op(const at::Tensor& vectors, const at::Tensor& weights,
+                    const std::string& method, double density, const std::string& sign,
+                    int64_t seed) {
+  check_device<Device>(vectors, "vectors");
+  const typename Device::Guard guard(vectors);
+  PreparedMerge p = prepare_merge(vectors, weights, method, density, sign, seed);
+  at::Tensor out = at::empty({p.problem.numel}, p.vectors.options());
+  Launch<Device>::merge(p, out);
+  return out;
+}
+
+// The kernels of Device for the family's ops (TORCH_LIBRARY_IMPL in the device files).
+template <class Device>
+void register_kernels(torch::Library& m) {
+  m.impl("combine", &combine_op<Device>)
+      .impl("combine_backward", &combine_backward_op<Device>)
+      .impl("merge", &merge_op<Device>);
+}
 
 PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weights,
                                 const std::optional<at::Tensor>& base) {
@@ -188,3 +285,32 @@ struct Launch<Cpu> {
 }  // namespace fastprompt::task_arithmetic
 
 FP_REGISTER_KERNELS(CPU, Cpu, task_arithmetic)
+
+#ifdef FASTPROMPT_WITH_CUDA
+namespace fastprompt::task_arithmetic {
+
+template <>
+struct Launch<Cuda> {
+  static void combine(const PreparedCombine& p, at::Tensor& out) {
+    if (p.problem.rows == 0 || p.problem.numel == 0) return;
+    combine_cuda(p.problem, p.bank.data_ptr(), p.weights.data_ptr(),
+                 p.base.defined() ? p.base.data_ptr() : nullptr, out.data_ptr(), Cuda::stream());
+  }
+  static void weights_grad(const CombineProblem& pb, const at::Tensor& g, const at::Tensor& bank,
+                           at::Tensor& gw) {
+    at::Tensor ws = workspace(combine_weights_grad_workspace_cuda(pb), bank);
+    combine_weights_grad_cuda(pb, g.data_ptr(), bank.data_ptr(), gw.data_ptr(), ws.data_ptr(),
+                              Cuda::stream());
+  }
+  static void merge(const PreparedMerge& p, at::Tensor& out) {
+    if (p.problem.numel == 0) return;
+    at::Tensor ws = workspace(merge_workspace_bytes_cuda(p.problem), p.vectors);
+    merge_cuda(p.problem, p.vectors.data_ptr(), p.weights.data_ptr(), out.data_ptr(),
+               ws.data_ptr(), Cuda::stream());
+  }
+};
+
+}  // namespace fastprompt::task_arithmetic
+
+FP_REGISTER_KERNELS(CUDA, Cuda, task_arithmetic)
+#endif  // FASTPROMPT_WITH_CUDA
