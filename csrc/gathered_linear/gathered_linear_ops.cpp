@@ -1,0 +1,200 @@
+// Torch glue of the gathered linear layer: the op schemas, argument checks and packing, the ops
+// written once for every device (templates over Device that call Launch<Device>), and their
+// registration for the CPU and, in CUDA builds (FASTPROMPT_WITH_CUDA), for CUDA.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/argsort.h>
+#include <ATen/ops/baddbmm.h>
+#include <ATen/ops/bmm.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/searchsorted.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+#include "common/torch_glue.h"
+#include "gathered_linear/gathered_linear.h"
+
+#ifdef FASTPROMPT_WITH_CUDA
+#include "common/torch_glue_cuda.h"
+#endif
+
+namespace fastprompt::gathered_linear {
+
+struct Prepared {
+  Problem problem;
+  at::Tensor x;       // (B, T, K) contiguous
+  at::Tensor weight;  // (A, N, K) contiguous, accumulation dtype
+  at::Tensor bias;    // (A, N) contiguous, accumulation dtype, or undefined
+  at::Tensor index;   // (B,) contiguous int64
+  at::ScalarType compute;
+};
+
+// Validates the arguments (errors name the offending argument) and packs them.
+Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                 const at::Tensor& index) {
+  const DType dtype = to_dtype(x, "x");
+  check_dim(x, "x", 3, "(batch, tokens, in_features)");
+  check_same_device(x, "x", weight, "weight");
+  check_same_device(x, "x", index, "index");
+  check_dim(weight, "weight", 3, "(layers, out_features, in_features)");
+  TORCH_CHECK(weight.scalar_type() == x.scalar_type(), "weight: expected dtype ", x.scalar_type(),
+              " (the dtype of x), got ", weight.scalar_type());
+  TORCH_CHECK(weight.size(2) == x.size(2), "weight: expected in_features = ", x.size(2),
+              " (x.shape[2]) as its last dimension, got shape ", weight.sizes());
+  const int64_t layers = weight.size(0), out_features = weight.size(1);
+  TORCH_CHECK(index.scalar_type() == at::kLong, "index: expected an int64 tensor, got ",
+              index.scalar_type());
+  check_dim(index, "index", 1, "(batch,)");
+  TORCH_CHECK(index.size(0) == x.size(0), "index: expected one layer index per batch row (",
+              x.size(0), "), got ", index.size(0));
+  if (index.numel() > 0) {
+    TORCH_CHECK(layers > 0, "weight: expected at least one layer for a non-empty batch, got shape ",
+                weight.sizes());
+    if (index.is_cpu()) {  // CUDA: the kernels assert it, without a device-to-host copy
+      const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
+      TORCH_CHECK(lo >= 0 && hi < layers, "index: expected layer indices in [0, ", layers,
+                  ") (weight.shape[0]), got values in [", lo, ", ", hi, "]");
+    }
+  }
+  const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  Prepared p;
+  if (bias.has_value() && bias->defined()) {
+    check_same_device(x, "x", *bias, "bias");
+    check_dim(*bias, "bias", 2, "(layers, out_features)");
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type(), "bias: expected dtype ", x.scalar_type(),
+                " (the dtype of x), got ", bias->scalar_type());
+    TORCH_CHECK(bias->size(0) == layers && bias->size(1) == out_features, "bias: expected shape (",
+                layers, ", ", out_features, ") = weight.shape[:2], got ", bias->sizes());
+    p.bias = bias->to(compute).contiguous();
+  }
+  p.x = x.contiguous();
+  p.weight = weight.to(compute).contiguous();
+  p.index = index.contiguous();
+  p.compute = compute;
+  p.problem = Problem{dtype, x.size(0), x.size(1), x.size(2), out_features, layers, p.bias.defined()};
+  return p;
+}
+
+// The kernel calls of one device (Launch<Cpu> and Launch<Cuda> below), each for any sizes:
+//   static void forward(const Prepared&, at::Tensor& out);
+//   static void backward_input(const Prepared&, const at::Tensor& grad_out, at::Tensor& grad_x);
+//   static void backward_weight(const Prepared&, const at::Tensor& grad_out,
+//                               at::Tensor& grad_weight, at::Tensor& grad_bias);  // A, N > 0
+template <class Device>
+struct Launch;
+
+template <class Device>
+at::Tensor forward_op(const at::Tensor& x, const at::Tensor& weight,
+                      const std::optional<at::Tensor>& bias, const at::Tensor& index) {
+  check_device<Device>(x, "x");
+  const typename Device::Guard guard(x);
+  Prepared p = prepare(x, weight, bias, index);
+  const Problem& pb = p.problem;
+  at::Tensor out = at::empty({pb.batch, pb.tokens, pb.out}, p.x.options());
+  if (out.numel() > 0) Launch<Device>::forward(p, out);
+  return out;
+}
+
+template <class Device>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(const at::Tensor& grad_out,
+                                                           const at::Tensor& x,
+                                                           const at::Tensor& weight,
+                                                           const at::Tensor& index, bool bias) {
+  check_device<Device>(x, "x");
+  const typename Device::Guard guard(x);
+  Prepared p = prepare(x, weight, std::nullopt, index);
+  Problem& pb = p.problem;
+  pb.bias = bias;
+  TORCH_CHECK(grad_out.sizes() == at::IntArrayRef({pb.batch, pb.tokens, pb.out}),
+              "grad_out: expected shape (", pb.batch, ", ", pb.tokens, ", ", pb.out,
+              ") (the output's), got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == x.scalar_type(), "grad_out: expected dtype ",
+              x.scalar_type(), ", got ", grad_out.scalar_type());
+  check_same_device(x, "x", grad_out, "grad_out");
+  const at::Tensor g = grad_out.contiguous();
+  at::Tensor grad_x = at::empty_like(p.x);
+  at::Tensor grad_weight = at::empty({pb.layers, pb.out, pb.in}, p.x.options());
+  at::Tensor grad_bias = at::empty({bias ? pb.layers : 0, bias ? pb.out : 0}, p.x.options());
+  if (grad_x.numel() > 0) Launch<Device>::backward_input(p, g, grad_x);
+  if (pb.layers > 0 && pb.out > 0) Launch<Device>::backward_weight(p, g, grad_weight, grad_bias);
+  return {grad_x, grad_weight, grad_bias};
+}
+
+template <class Device>
+void register_kernels(torch::Library& m) {
+  m.impl("gathered_linear", &forward_op<Device>)
+      .impl("gathered_linear_backward", &backward_op<Device>);
+}
+
+// The op schemas of the family.
+TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
+  // x (B, T, K); weight (A, N, K); bias (A, N) or None; index (B,) int64 -> (B, T, N)
+  m.def("gathered_linear(Tensor x, Tensor weight, Tensor? bias, Tensor index) -> Tensor");
+  // -> (grad_x, grad_weight, grad_bias); grad_bias is (A, N), or (0, 0) without a bias
+  m.def("gathered_linear_backward(Tensor grad_out, Tensor x, Tensor weight, Tensor index, "
+        "bool bias) -> (Tensor, Tensor, Tensor)");
+}
+
+// The CPU: each row's layer gathered, then the vendor BLAS's batched product (in the accumulation
+// dtype); the weight gradient of the gathered copies is summed per layer by index_add, in row order.
+template <>
+struct Launch<Cpu> {
+  static at::Tensor gathered_weight(const Prepared& p) { return p.weight.index_select(0, p.index); }
+  static void forward(const Prepared& p, at::Tensor& out) {
+    const at::Tensor x = p.x.to(p.compute), w = gathered_weight(p).transpose(1, 2);
+    out.copy_(p.bias.defined() ? at::baddbmm(p.bias.index_select(0, p.index).unsqueeze(1), x, w)
+                               : at::bmm(x, w));
+  }
+  static void backward_input(const Prepared& p, const at::Tensor& g, at::Tensor& grad_x) {
+    grad_x.copy_(at::bmm(g.to(p.compute), gathered_weight(p)));
+  }
+  static void backward_weight(const Prepared& p, const at::Tensor& g, at::Tensor& grad_weight,
+                              at::Tensor& grad_bias) {
+    const at::Tensor gc = g.to(p.compute);
+    const at::Tensor per_row = at::bmm(gc.transpose(1, 2), p.x.to(p.compute));  // (B, N, K)
+    grad_weight.copy_(at::zeros(grad_weight.sizes(), per_row.options()).index_add_(0, p.index, per_row));
+    if (p.problem.bias) {
+      grad_bias.copy_(at::zeros(grad_bias.sizes(), gc.options()).index_add_(0, p.index, gc.sum(1)));
+    }
+  }
+};
+
+}  // namespace fastprompt::gathered_linear
+
+FP_REGISTER_KERNELS(CPU, Cpu, gathered_linear)
+
+#ifdef FASTPROMPT_WITH_CUDA
+namespace fastprompt::gathered_linear {
+
+template <>
+struct Launch<Cuda> {
+  static void forward(const Prepared& p, at::Tensor& out) {
+    forward_cuda(p.problem, p.x.data_ptr(), p.weight.data_ptr(),
+                 p.bias.defined() ? p.bias.data_ptr() : nullptr, p.index.data_ptr<int64_t>(),
+                 out.data_ptr(), Cuda::stream());
+  }
+  static void backward_input(const Prepared& p, const at::Tensor& g, at::Tensor& grad_x) {
+    backward_input_cuda(p.problem, g.data_ptr(), p.weight.data_ptr(), p.index.data_ptr<int64_t>(),
+                        grad_x.data_ptr(), Cuda::stream());
+  }
+  static void backward_weight(const Prepared& p, const at::Tensor& g, at::Tensor& grad_weight,
+                              at::Tensor& grad_bias) {
+    // the rows of each layer, in batch order: order[offsets[a]:offsets[a + 1]]
+    const at::Tensor order = at::argsort(p.index, /*stable=*/true);
+    const at::Tensor offsets = at::searchsorted(p.index.index_select(0, order),
+                                                at::arange(p.problem.layers + 1, p.index.options()));
+    backward_weight_cuda(p.problem, g.data_ptr(), p.x.data_ptr(), order.data_ptr<int64_t>(),
+                         offsets.data_ptr<int64_t>(), grad_weight.data_ptr(),
+                         p.problem.bias ? grad_bias.data_ptr() : nullptr, Cuda::stream());
+  }
+};
+
+}  // namespace fastprompt::gathered_linear
+
+FP_REGISTER_KERNELS(CUDA, Cuda, gathered_linear)
+#endif  // FASTPROMPT_WITH_CUDA
