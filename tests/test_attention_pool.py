@@ -226,3 +226,21 @@ def test_random_shapes_and_masks_match_reference():
         assert_close(dq, dq_ref, torch.float64)
 
     check()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_per_row_queries_pool_each_row_with_its_own_queries(device):
+    z, _, mask = _inputs((4, 30, 12, 3), device, torch.float32)
+    queries = (torch.randn(4, 12, 3, dtype=torch.float64) / 12 ** 0.5).to(device, torch.float32)
+    grad_out = torch.randn(4, 3, 12, device=device)
+    out, dz, dq = run_with_grads(lambda a, b: fastprompt.attention_pool(a, b, mask), (z, queries), grad_out)
+    for b in range(4):
+        alone, dz_b, dq_b = run_with_grads(lambda a, q: fastprompt.attention_pool(a, q, mask[b:b + 1]),
+                                           (z[b:b + 1], queries[b]), grad_out[b:b + 1])
+        assert_close(out[b:b + 1], alone, torch.float32)
+        assert_close(dz[b:b + 1], dz_b, torch.float32)
+        assert_close(dq[b], dq_b, torch.float32)
+    with pytest.raises(RuntimeError, match=r"queries: expected shape \(4, 12, num_queries\)"):
+        fastprompt.attention_pool(z, queries[:3], mask)
+    with pytest.raises(RuntimeError, match="queries: expected float64 queries"):
+        fastprompt.attention_pool(z.double(), queries, mask)

@@ -193,6 +193,74 @@ def test_multi_tenant_batch_equals_per_tenant_runs():
         assert torch.equal(gen[rows], alone)
 
 
+def test_generate_per_row_equals_each_generator_with_gradients():
+    from fastprompt.nn.iapt import generate_per_row
+
+    torch.manual_seed(0)
+    generators = [fastprompt.nn.IAPTPromptGenerator(24, 6, 3) for _ in range(3)]
+    for i, g in enumerate(generators):
+        perturb(g, 10 + i, scale=0.2)
+    index = torch.tensor([2, 0, 2, 1, 0, 2])
+    hidden = torch.randn(6, 9, 24)
+    mask = torch.rand(6, 9) > 0.3
+    mask[:, 0] = True
+    scale = torch.rand(6, 9, 1) + 0.5
+    out = generate_per_row(generators, index, hidden, mask, input_scale=scale)
+    loss_weights = torch.randn_like(out)
+    (out * loss_weights).sum().backward()
+    batched = [[p.grad.clone() for p in g.parameters()] for g in generators]
+    for g in generators:
+        g.zero_grad()
+    alone = torch.cat([generators[a](hidden[b:b + 1], mask[b:b + 1], input_scale=scale[b:b + 1])
+                       for b, a in enumerate(index.tolist())])
+    torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-5)
+    (alone * loss_weights).sum().backward()
+    for g, grads in zip(generators, batched):
+        for p, grad in zip(g.parameters(), grads):
+            torch.testing.assert_close(grad, p.grad, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="generators: expected generators of one shape"):
+        generate_per_row([generators[0], fastprompt.nn.IAPTPromptGenerator(24, 5, 3)], index[:2], hidden[:2])
+
+
+def test_mixed_batch_trains_each_adapter_as_alone_and_mixes_generator_shapes():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, adapter_name="a")
+    perturb(wrapper.adapters["a"], 1)
+    perturb(wrapper.add_adapter("b", bottleneck=8), 2)
+    perturb(wrapper.add_adapter("wide", bottleneck=12), 3)  # another generator shape: its own batched call
+    ids = torch.randint(3, VOCAB, (6, 7))
+    am = torch.ones_like(ids)
+    am[1, :2] = 0
+    labels = ids.masked_fill(am == 0, -100)
+    tenants = ["b", "a", "wide", "b", "a", "wide"]
+    wrapper(input_ids=ids, attention_mask=am, labels=labels, tenant_ids=tenants).logits.sum().backward()
+    mixed = {n: [p.grad.clone() for p in wrapper.adapters[n].parameters()] for n in ("a", "b", "wide")}
+    wrapper.zero_grad()
+    for name in ("a", "b", "wide"):
+        rows = [i for i, t in enumerate(tenants) if t == name]
+        wrapper.set_active_adapter(name)
+        wrapper(input_ids=ids[rows], attention_mask=am[rows], labels=labels[rows]).logits.sum().backward()
+    for name, grads in mixed.items():
+        for p, grad in zip(wrapper.adapters[name].parameters(), grads):
+            torch.testing.assert_close(grad, p.grad, rtol=1e-3, atol=1e-4)
+
+
+def test_mixed_batch_runs_the_same_operators_for_any_number_of_tenants():
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, adapter_name="t0")
+    for i in range(1, 8):
+        perturb(wrapper.add_adapter(f"t{i}", bottleneck=8), i)
+    ids = torch.randint(3, VOCAB, (8, 6))
+
+    def operators(tenants):
+        with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            wrapper(input_ids=ids, tenant_ids=tenants)
+        return sorted((e.key, e.count) for e in prof.key_averages())
+
+    two = operators([f"t{i % 2}" for i in range(8)])
+    eight = operators([f"t{i}" for i in range(8)])
+    assert two == eight
+    assert any(key == "fastprompt::gathered_linear" for key, _ in two)
+
+
 def test_save_load_round_trip_and_mismatch(tmp_path):
     wrapper = IAPTModel(tiny_llama(), bottleneck=8, rational_init="silu")
     perturb(wrapper.adapters["default"], 5)
@@ -626,7 +694,7 @@ def test_soft_tokens_match_the_reference_float64():
     hidden[:, 0] *= 100  # a massive first position, as an attention sink
     mask = torch.rand(3, 9) > 0.3
     mask[2] = False
-    got = wrapper._generate_tokens(adapter, 1, hidden, mask)
+    got = wrapper._generate_tokens([adapter], None, 1, hidden, mask)
     want = iapt_soft_tokens_ref(adapter.generators[1], hidden, mask)
     assert_close(got, want, torch.float64)
 

@@ -58,8 +58,8 @@ import torch
 from torch import nn
 
 from fastprompt.methods.base import (AdapterConfig, AdapterModel, AdapterNotFoundError, hidden_size,  # noqa: F401
-                                     replace_sequences, warn_once)
-from fastprompt.nn.iapt import IAPTPromptGenerator
+                                     replace_sequences, takes_logits_to_keep, warn_once)
+from fastprompt.nn.iapt import IAPTPromptGenerator, generate_per_row, generator_shape
 
 # Default AdamW learning rate of the generators (see IAPTModel.param_groups); the gates use
 # GATE_LR_SCALE times it.
@@ -282,7 +282,7 @@ class _SavedModule(nn.Module):
             owner = ref()
             batch = owner._batch if owner is not None else None
             if batch is not None:
-                modules = owner.adapters[batch.groups[0][0]].saved_modules
+                modules = owner.adapters[batch.tenants.names[0]].saved_modules
                 if self.key in modules:
                     return modules[self.key](*args, **kwargs)
                 break
@@ -292,31 +292,60 @@ class _SavedModule(nn.Module):
 class _Batch:
     """Per-call state the layer hooks and the attention read."""
 
-    def __init__(self, soft_mask, soft_positions, sees_soft, instruction_mask, groups, gates):
+    def __init__(self, soft_mask, soft_positions, sees_soft, instruction_mask, tenants, gates):
         self.soft_mask = soft_mask                # (B, L) bool, the reserved positions
         self.start = soft_positions[:, 0]         # (B,) long, the first reserved position
         self.soft_positions = soft_positions      # (B, K) long, index of each reserved position
         self.sees_soft = sees_soft                # (B, L) bool, queries that attend to the soft tokens
         self.instruction_mask = instruction_mask  # (B, L) bool
-        self.groups = groups                      # [(adapter name, rows LongTensor or None)]
+        self.tenants = tenants                    # _Tenants: the adapter of each row
         self.gates = gates                        # None or a function layer -> (B, H) / (H,) gate
         self.length = soft_mask.shape[1]
+
+
+class _Tenants:
+    """The adapters of a batch's rows: ``names`` (the A adapters used, in order of first row),
+    ``row_adapter`` (B,) long index into names (None for one adapter), and ``families``: the
+    adapters whose generators run in one batched call (same shapes and input handling), each as
+    (names, rows (LongTensor, or None for the whole batch), index of each of those rows into names)."""
+
+    def __init__(self, adapters, row_names: List[str], device):
+        self.names = list(dict.fromkeys(row_names))
+        position = {name: i for i, name in enumerate(self.names)}
+        if len(self.names) == 1:
+            self.row_adapter = None
+            self.families = [(self.names, None, None)]
+            return
+        self.row_adapter = torch.tensor([position[n] for n in row_names], dtype=torch.long, device=device)
+        by_kind: Dict[tuple, List[str]] = {}
+        for name in self.names:
+            by_kind.setdefault(_generator_kind(adapters[name]), []).append(name)
+        if len(by_kind) == 1:
+            self.families = [(self.names, None, self.row_adapter)]
+            return
+        self.families = []
+        for names in by_kind.values():
+            local = {name: i for i, name in enumerate(names)}
+            rows = [r for r, n in enumerate(row_names) if n in local]
+            self.families.append((names, torch.tensor(rows, dtype=torch.long, device=device),
+                                  torch.tensor([local[row_names[r]] for r in rows], dtype=torch.long, device=device)))
+
+
+def _generator_kind(adapter: IAPTAdapter) -> tuple:
+    cfg = adapter.config
+    return generator_shape(adapter.generators[0]) + (cfg.normalize_input, cfg.token_scale)
 
 
 class _Gates:
     """Indexable by layer: the gate of each row's adapter."""
 
-    def __init__(self, adapters, groups, batch: int, device):
-        self.adapters, self.groups, self.batch, self.device = adapters, groups, batch, device
-        if len(groups) == 1:
-            self.single = adapters[groups[0][0]].gates
+    def __init__(self, adapters, tenants: _Tenants):
+        if tenants.row_adapter is None:
+            self.single = adapters[tenants.names[0]].gates
         else:
             self.single = None
-            self.table = torch.stack([adapters[name].gates for name, _ in groups])  # (A, layers, H)
-            row_adapter = torch.empty(batch, dtype=torch.long, device=device)
-            for i, (_, rows) in enumerate(groups):
-                row_adapter[rows] = i
-            self.row_adapter = row_adapter
+            self.table = torch.stack([adapters[name].gates for name in tenants.names])  # (A, layers, H)
+            self.row_adapter = tenants.row_adapter
 
     def __getitem__(self, layer):
         if self.single is not None:
@@ -333,10 +362,7 @@ def _takes_per_row_logits_to_keep(model: nn.Module) -> bool:
         return False
     if not hasattr(modeling_utils, "slice_logits_to_keep"):  # older versions read a tensor as 1-D positions
         return False
-    try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
+    return takes_logits_to_keep(model)
 
 
 class IAPTModel(AdapterModel):
@@ -513,9 +539,9 @@ class IAPTModel(AdapterModel):
         return groups
 
     # ---- inputs ------------------------------------------------------------------------------
-    def _tenant_groups(self, tenant_ids, batch: int, device):
+    def _tenants(self, tenant_ids, batch: int, device) -> _Tenants:
         if tenant_ids is None:
-            return [(self.active_adapter, None)]
+            return _Tenants(self.adapters, [self.active_adapter], device)
         if isinstance(tenant_ids, torch.Tensor):
             tenant_ids = tenant_ids.tolist()
         if isinstance(tenant_ids, str):
@@ -524,21 +550,20 @@ class IAPTModel(AdapterModel):
         if len(tenant_ids) != batch:
             raise ValueError(f"tenant_ids: expected one tenant per row ({batch}), got {len(tenant_ids)}")
         names = self.adapter_names
-        rows: Dict[str, List[int]] = {}
-        for row, tenant in enumerate(tenant_ids):
+        row_names = []
+        for tenant in tenant_ids:
             if isinstance(tenant, int) and not isinstance(tenant, bool):
                 if not 0 <= tenant < len(names):
                     raise ValueError(f"tenant_ids: unknown tenant index {tenant}; adapters are {names}")
                 tenant = names[tenant]
             self._check_adapter(tenant, "tenant_ids")
-            rows.setdefault(tenant, []).append(row)
-        if len(rows) == 1:
-            return [(next(iter(rows)), None)]
-        with_modules = [n for n in rows if self.adapters[n].config.modules_to_save]
-        if with_modules:
+            row_names.append(tenant)
+        tenants = _Tenants(self.adapters, row_names, device)
+        with_modules = [n for n in tenants.names if self.adapters[n].config.modules_to_save]
+        if with_modules and len(tenants.names) > 1:
             raise ValueError(f"tenant_ids: adapters with modules_to_save ({with_modules}) replace backbone "
                              "modules and cannot share a batch with other adapters; run them separately")
-        return [(name, torch.tensor(r, dtype=torch.long, device=device)) for name, r in rows.items()]
+        return tenants
 
     def _insert_positions(self, input_ids, attention_mask, instruction):
         """Where the K reserved positions go: (soft mask (B, L), source index (B, L), start (B,))
@@ -617,7 +642,7 @@ class IAPTModel(AdapterModel):
             raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)}, got {tuple(attention_mask.shape)}")
         self._check_labels(labels, input_ids)
         instruction = self._instruction(input_ids, attention_mask, instruction_mask, labels)
-        groups = self._tenant_groups(tenant_ids, batch, input_ids.device)
+        tenants = self._tenants(tenant_ids, batch, input_ids.device)
         soft, source, start = self._insert_positions(input_ids, attention_mask, instruction)
         gated = self.adapter_config.gate == "attention"
 
@@ -650,8 +675,8 @@ class IAPTModel(AdapterModel):
         sees = sees & ~soft & spread(attention_mask.bool(), False)
         soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
         instruction = spread(instruction, False)
-        gates = _Gates(self.adapters, groups, batch, input_ids.device) if gated else None
-        return out, _Batch(soft, soft_positions, sees, instruction, groups, gates)
+        gates = _Gates(self.adapters, tenants) if gated else None
+        return out, _Batch(soft, soft_positions, sees, instruction, tenants, gates)
 
     # ---- the per-layer replacement -----------------------------------------------------------
     def _make_hook(self, layer_index: int):
@@ -675,16 +700,22 @@ class IAPTModel(AdapterModel):
             return args, kwargs
         return hook
 
-    def _generate_tokens(self, adapter: IAPTAdapter, layer_index: int, hidden, mask):
-        cfg = adapter.config
-        generator = adapter.generators[layer_index]
+    def _generate_tokens(self, adapters: List[IAPTAdapter], index, layer_index: int, hidden, mask):
+        """Soft tokens (b, K, d) of the rows of ``hidden`` (b, T, d), row i from adapter
+        ``adapters[index[i]]`` (index None: one adapter), in one batched computation."""
+        cfg = adapters[0].config
+        generator = adapters[0].generators[layer_index]
         dtype = generator.down.weight.dtype
         mean_square = None
         if cfg.normalize_input or cfg.token_scale == "hidden_rms":
             wide = torch.promote_types(hidden.dtype, torch.float32)
             mean_square = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=wide).square() / hidden.shape[-1]
         input_scale = torch.rsqrt(mean_square + 1e-6).to(dtype) if cfg.normalize_input else None  # (b, T, 1)
-        tokens = generator(hidden.to(dtype), mask, input_scale=input_scale)  # (b, K, d)
+        if index is None:
+            tokens = generator(hidden.to(dtype), mask, input_scale=input_scale)  # (b, K, d)
+        else:
+            tokens = generate_per_row([a.generators[layer_index] for a in adapters], index, hidden.to(dtype), mask,
+                                      input_scale=input_scale)
         if cfg.token_scale == "hidden_rms":
             with torch.no_grad():
                 rms = mean_square.detach().squeeze(-1).sqrt()  # (b, T)
@@ -700,11 +731,13 @@ class IAPTModel(AdapterModel):
         if extra:
             mask = torch.nn.functional.pad(mask, (0, extra), value=False)
         tokens = None
-        for name, rows in batch.groups:
-            adapter = self.adapters[name]
+        for names, rows, index in batch.tenants.families:
+            adapters = [self.adapters[name] for name in names]
             if rows is None:
-                return self._generate_tokens(adapter, layer_index, hidden, mask)
-            part = self._generate_tokens(adapter, layer_index, hidden.index_select(0, rows), mask.index_select(0, rows))
+                return self._generate_tokens(adapters, index, layer_index, hidden, mask)
+            # adapters of different generator shapes: one batched call per shape
+            part = self._generate_tokens(adapters, index, layer_index, hidden.index_select(0, rows),
+                                         mask.index_select(0, rows))
             if tokens is None:
                 tokens = part.new_zeros(hidden.shape[0], part.shape[1], part.shape[2])
             tokens = tokens.index_copy(0, rows, part)

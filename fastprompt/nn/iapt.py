@@ -1,8 +1,13 @@
+from typing import Sequence
+
 import torch
 from torch import nn
 
 from fastprompt.nn.attention_pool import SelfAttentionPooling
 from fastprompt.nn.rational import RationalActivation
+from fastprompt.ops.attention_pool import attention_pool
+from fastprompt.ops.gathered_linear import gathered_linear
+from fastprompt.ops.rational import rational
 
 
 class IAPTPromptGenerator(nn.Module):
@@ -57,3 +62,55 @@ class IAPTPromptGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, bottleneck={self.bottleneck}, num_tokens={self.num_tokens}"
+
+
+def generator_shape(generator: IAPTPromptGenerator) -> tuple:
+    """What generators must share to run in one batched call (:func:`generate_per_row`)."""
+    return (generator.d_model, generator.bottleneck, generator.num_tokens, generator.activation.degrees,
+            generator.activation.form, generator.down.bias is not None, generator.up.bias is not None,
+            generator.down.weight.dtype)
+
+
+def generate_per_row(generators: Sequence[IAPTPromptGenerator], index: torch.Tensor, hidden: torch.Tensor,
+                     mask: torch.Tensor = None, input_scale: torch.Tensor = None) -> torch.Tensor:
+    """The soft tokens of every row from its own generator, in one batched computation.
+
+    Row b is computed by ``generators[index[b]]``, with the same result as calling that generator
+    on the row alone; the number of kernels does not depend on how many generators there are
+    (the projections are :func:`fastprompt.gathered_linear` calls, the pooling takes per-row
+    queries, and the rational runs with one coefficient group per row). Differentiable with
+    respect to every generator's parameters.
+
+    Args:
+        generators: A generators of one :func:`generator_shape`.
+        index: (B,) int64, values in [0, A).
+        hidden, mask, input_scale: as :meth:`IAPTPromptGenerator.forward`.
+
+    Returns: (B, K, d_model).
+    """
+    first = generators[0]
+    if any(generator_shape(g) != generator_shape(first) for g in generators[1:]):
+        raise ValueError("generators: expected generators of one shape (d_model, bottleneck, num_tokens, "
+                         "rational degrees and form, biases, dtype) to run them in one batched call")
+    if hidden.dim() != 3 or hidden.shape[-1] != first.d_model:
+        raise ValueError(f"hidden: expected shape (batch, tokens, {first.d_model}), got {tuple(hidden.shape)}")
+
+    def stacked(get):
+        return torch.stack([get(g) for g in generators])
+
+    down_bias = stacked(lambda g: g.down.bias) if first.down.bias is not None else None
+    if input_scale is None:
+        z = gathered_linear(hidden, stacked(lambda g: g.down.weight), down_bias, index)
+    else:
+        z = gathered_linear(hidden, stacked(lambda g: g.down.weight), None, index) * input_scale
+        if down_bias is not None:
+            z = z + down_bias.index_select(0, index).unsqueeze(1)
+    pooled = attention_pool(z, stacked(lambda g: g.pool.queries).index_select(0, index), mask)  # (B, K, r)
+    batch, k, r = pooled.shape
+    # one coefficient group per row: channel b * r + j of the (K, B * r) view belongs to row b
+    numerator = stacked(lambda g: g.activation.numerator).index_select(0, index).flatten(1)
+    denominator = stacked(lambda g: g.activation.denominator).index_select(0, index).flatten(1)
+    activated = rational(pooled.transpose(0, 1).reshape(k, batch * r), numerator, denominator,
+                         first.activation.form).reshape(k, batch, r).transpose(0, 1)
+    up_bias = stacked(lambda g: g.up.bias) if first.up.bias is not None else None
+    return gathered_linear(activated, stacked(lambda g: g.up.weight), up_bias, index)

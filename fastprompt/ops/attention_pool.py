@@ -4,11 +4,16 @@ scores u = z @ queries (B, T, K); a = softmax over T of u with masked tokens exc
 out[b, k, :] = sum_t a[b, t, k] z[b, t, :]. A row with no real token gives zeros (and zero
 gradients). The kernels fuse scores, an online softmax and the weighted sum in one pass over z
 and save only the log-sum-exp (B, K) for the backward, which recomputes the weights.
+
+Per-row queries (B, D, K), one set per row (several adapters' pooling in one batch), run as
+batched matrix products in the accumulation dtype: the same arithmetic in a constant number of
+kernels, whatever the number of different query sets.
 """
 import torch
 
 from fastprompt._dtypes import accumulation_dtype
 from fastprompt.ops._checks import check_fake_dims, check_tensor, layout_like
+from fastprompt.reference.attention_pool import attention_pool_ref
 
 __all__ = ["attention_pool"]
 
@@ -19,18 +24,26 @@ def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = 
     Args:
         z: (B, T, D) tokens, float32/float16/bfloat16/float64, any strides.
         queries: (D, K) learned queries, one column per output token; float32 or z's dtype
-            (float64 for float64 z).
+            (float64 for float64 z). Or (B, D, K): row b pooled with queries[b].
         mask: optional (B, T) bool, true = real token. Masked tokens get no weight.
 
     Returns:
         (B, K, D) tensor of z's dtype; float32 (float64 for float64) accumulation.
     """
     check_tensor("z", z, dim=3, shape_doc="(batch, tokens, dim)")
-    check_tensor("queries", queries, dim=2, shape_doc="(dim, num_queries)")
-    if queries.shape[0] != z.shape[2]:
-        raise RuntimeError(
-            f"queries: expected shape ({z.shape[2]}, num_queries) with the first dimension equal to "
-            f"z.shape[2], got {tuple(queries.shape)}")
+    per_row = isinstance(queries, torch.Tensor) and queries.dim() == 3
+    if per_row:
+        check_tensor("queries", queries, dim=3, shape_doc="(batch, dim, num_queries)")
+        if queries.shape[:2] != (z.shape[0], z.shape[2]):
+            raise RuntimeError(
+                f"queries: expected shape ({z.shape[0]}, {z.shape[2]}, num_queries) = (z.shape[0], z.shape[2], "
+                f"num_queries) for per-row queries, got {tuple(queries.shape)}")
+    else:
+        check_tensor("queries", queries, dim=2, shape_doc="(dim, num_queries)")
+        if queries.shape[0] != z.shape[2]:
+            raise RuntimeError(
+                f"queries: expected shape ({z.shape[2]}, num_queries) with the first dimension equal to "
+                f"z.shape[2], got {tuple(queries.shape)}")
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"mask: expected a torch.Tensor or None, got {type(mask).__name__}")
@@ -40,6 +53,10 @@ def attention_pool(z: torch.Tensor, queries: torch.Tensor, mask: torch.Tensor = 
             raise RuntimeError(
                 f"mask: expected shape ({z.shape[0]}, {z.shape[1]}) = (z.shape[0], z.shape[1]), "
                 f"got {tuple(mask.shape)}")
+    if z.dtype == torch.float64 and queries.dtype != torch.float64:
+        raise RuntimeError(f"queries: expected float64 queries for float64 z, got {queries.dtype}")
+    if per_row:
+        return attention_pool_ref(z, queries, mask)
     out, _ = torch.ops.fastprompt.attention_pool.default(z, queries, mask)
     return out
 
