@@ -24,11 +24,11 @@ from fastprompt.demo import SYSTEM_PROMPT, _call, make_batches, train_steps  # n
 from fastprompt.methods import DePTModel, EPTModel, IAPTConfig, IAPTModel, PromptTuningModel, match_prompt_budget  # noqa: E402
 
 
-def build(method, backbone, num_tokens, max_len, placement):
+def build(method, backbone, num_tokens, max_len, placement, seed=0):
     if method == "iapt":  # its own defaults (4 tokens per layer); a classifier's head trains with it
         head = [name for name in ("classifier", "score") if hasattr(backbone, name)]
-        return IAPTModel(backbone, IAPTConfig(modules_to_save=head))
-    kwargs = dict(init="vocab", seed=0)
+        return IAPTModel(backbone, IAPTConfig(modules_to_save=head))  # initialised from torch.manual_seed(seed)
+    kwargs = dict(init="vocab", seed=seed)
     if placement:
         kwargs["placement"] = placement
     if method == "prompt_tuning":
@@ -49,6 +49,8 @@ def main():
     parser.add_argument("--num-tokens", type=int, default=20)
     parser.add_argument("--max-len", type=int, default=96)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds of the head, the prompt init and the batch order (one run each)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from fastprompt.models import load_minilm, load_smollm2
@@ -61,8 +63,8 @@ def main():
     for placement in args.placements:
         placement = None if placement in (None, "None", "auto") else placement
         for method in args.methods:
-            for scale in args.scales:
-                torch.manual_seed(0)
+            for scale, seed in [(s, seed) for s in args.scales for seed in args.seeds]:
+                torch.manual_seed(seed)
                 if args.model == "smollm2":
                     backbone, tok = load_smollm2()
                     collator = InstructionCollator(tok, system_prompt=SYSTEM_PROMPT, padding_side="right")
@@ -71,18 +73,18 @@ def main():
                     backbone, tok = load_minilm("sequence_classification", num_labels=2)
                     collator = ClassificationCollator(tok, max_length=64)
                     evaluate = lambda m: classification_accuracy(m, collator, val)  # noqa: E731
-                model = build(method, backbone, args.num_tokens, args.max_len, placement)
+                model = build(method, backbone, args.num_tokens, args.max_len, placement, seed)
                 before = evaluate(model)
                 groups = model.param_groups(scale=scale)
                 optimizer = torch.optim.AdamW(groups)
-                batches = make_batches(train, collator, args.steps, args.batch_size)
+                batches = make_batches(train, collator, args.steps, args.batch_size, seed=seed)
                 start = time.perf_counter()
                 losses = train_steps(model, optimizer, batches, _call, progress=False)
                 elapsed = time.perf_counter() - start
                 after = evaluate(model)
                 placement_used = model.adapter_config.placement if method == "iapt" else model.prompt_config.placement
                 print(json.dumps({"model": args.model, "method": method, "placement": placement_used,
-                                  "scale": scale, "lrs": {g["name"]: g["lr"] for g in groups},
+                                  "scale": scale, "seed": seed, "lrs": {g["name"]: g["lr"] for g in groups},
                                   "steps": args.steps, "batch_size": args.batch_size,
                                   "val_acc_before": round(before, 4), "val_acc": round(after, 4),
                                   "loss_first": round(losses[0], 4), "loss_last5": round(sum(losses[-5:]) / 5, 4),

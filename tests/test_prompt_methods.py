@@ -128,6 +128,34 @@ def test_training_loss_falls_and_backbone_stays_frozen(method, backbone):
         assert wrapper.prompt_encoder.offset.B.abs().sum() > 0
 
 
+@pytest.mark.parametrize("num_tokens", [1, 4])
+@pytest.mark.parametrize("backbone", ["llama", "gpt2"])
+def test_causal_lm_projects_only_the_callers_positions_with_the_same_loss(backbone, num_tokens):
+    wrapper = PromptTuningModel(BACKBONES[backbone](), num_virtual_tokens=num_tokens, seed=0)
+    perturb(wrapper.prompt_encoder, 1, scale=0.3)
+    assert wrapper._tail_logits
+    ids = torch.randint(3, VOCAB, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[0, :2] = 0  # left padding
+    labels = ids.masked_fill(mask == 0, -100)
+    seen = []
+    hook = wrapper.base_model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.shape[1]))
+    results = {}
+    for tail in (True, False):
+        wrapper._tail_logits = tail
+        for with_labels in (True, False):
+            out = wrapper(input_ids=ids, attention_mask=mask, labels=labels if with_labels else None)
+            results[tail, with_labels] = out
+    hook.remove()
+    # LM head over 7 (+1 with labels: the last soft token predicts the first input token) vs all
+    assert seen == [8, 7, 7 + num_tokens, 7 + num_tokens]
+    for with_labels in (True, False):
+        a, b = results[True, with_labels], results[False, with_labels]
+        assert a.logits.shape == b.logits.shape == (3, 7, VOCAB)
+        assert_close(a.logits, b.logits, torch.float32)
+    assert_close(results[True, True].loss, results[False, True].loss, torch.float32)
+
+
 @pytest.mark.parametrize("backbone", ["llama", "gpt2"])
 @pytest.mark.parametrize("method", list(METHODS))
 def test_decoder_generate_with_kv_cache(method, backbone):

@@ -18,6 +18,7 @@ are written to a temporary name first and renamed, so an interrupted save never 
 adapter behind. Folders in the earlier per-method names (``prompt_config.json`` /
 ``prompt_weights.safetensors``, ``iapt_config.json`` / ``iapt_generators.safetensors``) load too.
 """
+import inspect
 import json
 import os
 import tempfile
@@ -81,6 +82,15 @@ def has_submodule(model: nn.Module, name: str) -> bool:
         model.get_submodule(name)
         return True
     except AttributeError:
+        return False
+
+
+def takes_logits_to_keep(model: nn.Module) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers' causal LMs: the LM head
+    then projects only the last positions)."""
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
         return False
 
 

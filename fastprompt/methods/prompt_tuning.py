@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from fastprompt.methods.base import (AdapterConfig, AdapterModel, config_attr, has_submodule, hidden_size,
-                                     positive_int, replace_sequences, warn_once)
+                                     positive_int, replace_sequences, takes_logits_to_keep, warn_once)
 from fastprompt.methods.prompt_init import embedding_std, random_prompt, vocab_prompt
 from fastprompt.nn.prompt import SoftPrompt
 
@@ -188,7 +188,7 @@ class PromptTuningModel(AdapterModel):
     # prompt_encoder state names -> checkpoint keys
     _SAVE_KEYS = {"weight": "prompt_embeddings"}
     # default AdamW learning rate of each parameter group of param_groups()
-    DEFAULT_LR = {"lr_prompt": 3e-2, "lr_head": 1e-3}
+    DEFAULT_LR = {"lr_prompt": 3e-2, "lr_head": 1e-2}
 
     def __init__(self, model: nn.Module, config: Optional[PromptTuningConfig] = None, adapter_name: str = "default",
                  tokenizer=None, **config_kwargs):
@@ -200,6 +200,10 @@ class PromptTuningModel(AdapterModel):
             raise ValueError(f"model: {type(model).__name__} has no input embeddings (get_input_embeddings)")
         super().__init__(model)
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        # a causal LM projects only the caller's positions (and, for the loss, the last soft one)
+        name = type(model).__name__
+        self._tail_logits = ((name.endswith("ForCausalLM") or name.endswith("LMHeadModel"))
+                             and not self.is_encoder_decoder and takes_logits_to_keep(model))
         self.token_dim = hidden_size(model)
         embedding_dim = self.word_embeddings.weight.shape[1]
         if embedding_dim != self.token_dim:
@@ -456,11 +460,18 @@ class PromptTuningModel(AdapterModel):
                 first = position_ids[:, :1]
                 soft = first + 1 + torch.arange(num, device=position_ids.device, dtype=position_ids.dtype)
                 inputs["position_ids"] = torch.cat([first, soft, position_ids[:, 1:] + num], dim=1)
+        # front placement on a causal LM: logits of the last `keep` positions only; with labels the
+        # last soft position too (it predicts the caller's first token), dropped from the output
+        keep = 0
+        if self._tail_logits and start == 0 and kwargs.get("logits_to_keep") is None:
+            keep = length + (1 if labels is not None else 0)
+            kwargs["logits_to_keep"] = keep
         if labels is not None:
             if not self.is_encoder_decoder:
                 self._check_labels(labels, batch, length)
                 if labels.dim() == 2 and labels.shape == (batch, length) and not self._is_sequence_classifier():
-                    labels = self._insert(labels, labels.new_full((batch, num), -100))
+                    pad = (batch, keep - length) if keep else (batch, num)
+                    labels = self._insert(labels, labels.new_full(pad, -100))
             inputs["labels"] = labels
         if self._is_decoder_classifier():
             output = self._decoder_classifier_forward(inputs, kwargs)
@@ -474,6 +485,9 @@ class PromptTuningModel(AdapterModel):
             elif isinstance(value, tuple) and value and all(
                     isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[1] == total for v in value):
                 setattr(output, key, tuple(self._strip(v, num) for v in value))
+        logits = getattr(output, "logits", None)
+        if keep > length and isinstance(logits, torch.Tensor) and logits.shape[1] == keep and num != 1:
+            output.logits = self._strip(logits, 1)
         return output
 
     def _is_sequence_classifier(self) -> bool:
@@ -573,7 +587,7 @@ class PromptTuningModel(AdapterModel):
         Groups: ``lr_prompt`` (the soft tokens), ``lr_lowrank`` (DePT / EPT: the pair A, B),
         ``lr_projection`` (EPT: the multi-space projection and its gate), ``lr_head`` (the
         modules_to_save, e.g. a classification head). A learning rate left as None takes the
-        default of the class's ``DEFAULT_LR`` (prompt tuning: prompt 3e-2, head 1e-3;
+        default of the class's ``DEFAULT_LR`` (prompt tuning: prompt 3e-2, head 1e-2;
         DePT: prompt 3e-2, low-rank 1e-3; EPT: the same plus projection 1e-3); ``scale``
         multiplies every group's rate (a learning-rate sweep around the defaults). Any other
         keyword (``weight_decay``, ``betas``, ...) goes into every group. Giving a learning rate

@@ -4,11 +4,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from fastprompt._dtypes import accumulation_dtype
 from fastprompt.vectors.init import vector_bank
-
-
-def _weight_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class PromptBank(nn.Module):
@@ -51,7 +48,7 @@ class PromptBank(nn.Module):
         self.register_buffer("base", base)
         # rows of the lookup table: one-hot rows of the tasks, then the registered mixes
         # (float32, float64 for a float64 bank: the op accumulates in that type)
-        self.register_buffer("table", torch.eye(count, dtype=_weight_dtype(bank.dtype), device=bank.device))
+        self.register_buffer("table", torch.eye(count, dtype=accumulation_dtype(bank.dtype), device=bank.device))
         self.task_names: List[str] = names
         self.mix_names: List[str] = []
 
@@ -117,7 +114,7 @@ class PromptBank(nn.Module):
             if mix.is_floating_point():
                 if mix.dim() not in (1, 2) or mix.shape[-1] != t:
                     raise ValueError(f"mix: expected weights (B, {t}) or ({t},), got shape {tuple(mix.shape)}")
-                return mix.to(device=self.bank.device, dtype=_weight_dtype(mix.dtype))
+                return mix.to(device=self.bank.device, dtype=accumulation_dtype(mix.dtype))
             if mix.dtype == torch.bool or mix.dim() != 1:
                 raise ValueError(f"mix: expected an integer tensor (B,) of tenant indices, got {mix.dtype} "
                                  f"of shape {tuple(mix.shape)}")

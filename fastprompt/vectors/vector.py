@@ -11,6 +11,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
+from fastprompt._dtypes import accumulation_dtype
+
 from fastprompt.reference.task_arithmetic import (MERGE_METHODS, SIGN_METHODS, check_density,  # noqa: F401
                                                  check_merge_method, check_sign)
 from fastprompt.vectors import checkpoints
@@ -370,8 +372,7 @@ def check_weights(weights, count: int, like: torch.Tensor, name: str = "weights"
     """weights as a (count,) tensor on like's device (None stays None)."""
     if weights is None:
         return None
-    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32   # the op accumulates in it
-    w = torch.as_tensor(weights).detach().to(dtype=dtype)
+    w = torch.as_tensor(weights).detach().to(dtype=accumulation_dtype(like))  # the op accumulates in it
     if w.dim() != 1 or w.shape[0] != count:
         raise ValueError(f"{name}: expected one weight per vector ({count}), got shape {tuple(w.shape)}")
     if not torch.isfinite(w).all():
