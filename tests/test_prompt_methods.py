@@ -128,6 +128,53 @@ def test_training_loss_falls_and_backbone_stays_frozen(method, backbone):
         assert wrapper.prompt_encoder.offset.B.abs().sum() > 0
 
 
+@pytest.mark.parametrize("backbone", ["llama", "bert"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_mixed_tenant_batch_equals_each_tenant_alone(method, backbone):
+    wrapper = wrap(method, BACKBONES[backbone](), modules_to_save=[])
+    perturb(wrapper.prompt_encoder, 1, scale=0.3)
+    for i, name in enumerate(("b", "c")):
+        perturb(wrapper.add_adapter(name, **METHODS[method][1], seed=i + 1, modules_to_save=[]), i + 2, scale=0.3)
+    ids = torch.randint(3, VOCAB, (5, 7))
+    ids[:, 0] = 1
+    am = torch.ones_like(ids)
+    if backbone == "llama":
+        am[3, :2] = 0  # left padding
+    tenants = ["b", "default", "c", "b", "default"]
+    mixed = wrapper(input_ids=ids, attention_mask=am, tenant_ids=tenants, output_hidden_states=True)
+    assert wrapper.active_adapter == "default" and wrapper._rows is None  # restored after the call
+    for name in ("default", "b", "c"):
+        rows = [i for i, t in enumerate(tenants) if t == name]
+        wrapper.set_active_adapter(name)
+        alone = wrapper(input_ids=ids[rows], attention_mask=am[rows], output_hidden_states=True)
+        torch.testing.assert_close(mixed.logits[rows], alone.logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mixed.hidden_states[-1][rows], alone.hidden_states[-1], rtol=1e-5, atol=1e-5)
+    wrapper.set_active_adapter("default")
+    by_index = wrapper(input_ids=ids, attention_mask=am, tenant_ids=torch.tensor([1, 0, 2, 1, 0])).logits
+    torch.testing.assert_close(by_index, mixed.logits)
+    if backbone == "llama":
+        gen = wrapper.generate(input_ids=ids, attention_mask=am, tenant_ids=tenants, max_new_tokens=5,
+                               do_sample=False, pad_token_id=0)
+        for name in ("default", "b", "c"):
+            rows = [i for i, t in enumerate(tenants) if t == name]
+            alone = wrapper.generate(input_ids=ids[rows], attention_mask=am[rows], tenant_ids=name, max_new_tokens=5,
+                                     do_sample=False, pad_token_id=0)
+            assert torch.equal(gen[rows], alone)
+    # gradients reach every tenant's own adapter
+    wrapper(input_ids=ids, attention_mask=am, tenant_ids=tenants).logits.square().mean().backward()
+    for name in ("default", "b", "c"):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wrapper.adapters[name].parameters()
+                   if p.requires_grad and p.dim() > 1 and p.shape[0] != 16)  # the offset's A rows past T get none
+    wrapper.add_adapter("long", **{**METHODS[method][1], "num_virtual_tokens": 2}, modules_to_save=[])
+    with pytest.raises(ValueError, match="tenant_ids: adapters 'default' and 'long' have different num_virtual_tokens"):
+        wrapper(input_ids=ids, attention_mask=am, tenant_ids=["default", "long", "b", "b", "b"])
+    with pytest.raises(ValueError, match="tenant_ids: unknown adapter 'nobody'"):
+        wrapper(input_ids=ids, attention_mask=am, tenant_ids=["default", "nobody", "b", "b", "b"])
+    memory = wrapper.adapter_memory()
+    assert set(memory) == {"default", "b", "c", "long"}
+    assert memory["b"] == sum(p.numel() * 4 for p in wrapper.adapters["b"].parameters())
+
+
 @pytest.mark.parametrize("num_tokens", [1, 4])
 @pytest.mark.parametrize("backbone", ["llama", "gpt2"])
 def test_causal_lm_projects_only_the_callers_positions_with_the_same_loss(backbone, num_tokens):

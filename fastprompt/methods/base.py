@@ -279,6 +279,37 @@ class AdapterModel(nn.Module):
             self.active_adapter = name
         return module
 
+    def tenant_names(self, tenant_ids, batch: int) -> List[str]:
+        """The adapter name of each of ``batch`` rows from ``tenant_ids``: one adapter name for every
+        row, or one name or index into :attr:`adapter_names` per row (a sequence or a (B,) tensor)."""
+        if isinstance(tenant_ids, torch.Tensor):
+            tenant_ids = tenant_ids.tolist()
+        if isinstance(tenant_ids, str):
+            tenant_ids = [tenant_ids] * batch
+        tenant_ids = list(tenant_ids)
+        if len(tenant_ids) != batch:
+            raise ValueError(f"tenant_ids: expected one tenant per row ({batch}), got {len(tenant_ids)}")
+        names, rows = self.adapter_names, []
+        for tenant in tenant_ids:
+            if isinstance(tenant, int) and not isinstance(tenant, bool):
+                if not 0 <= tenant < len(names):
+                    raise ValueError(f"tenant_ids: unknown tenant index {tenant}; adapters are {names}")
+                tenant = names[tenant]
+            self._check_adapter(tenant, "tenant_ids")
+            rows.append(tenant)
+        return rows
+
+    def adapter_memory(self) -> Dict[str, int]:
+        """Bytes of each adapter's tensors (parameters and buffers; a tensor shared within an
+        adapter counts once): what serving one more adapter costs."""
+        report = {}
+        for name, module in self.adapters.items():
+            seen = {}
+            for t in list(module.parameters()) + list(module.buffers()):
+                seen[id(t)] = t.numel() * t.element_size()
+            report[name] = sum(seen.values())
+        return report
+
     def set_active_adapter(self, name: str) -> None:
         """The adapter that calls without ``tenant_ids`` use (and that training updates)."""
         self._check_adapter(name)

@@ -48,7 +48,10 @@ class DePTModel(PromptTuningModel):
 
     def embed_inputs(self, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         embeds = super().embed_inputs(input_ids, inputs_embeds)
-        return self.prompt_encoder.offset(embeds)
+        if self._rows is None:
+            return self.prompt_encoder.offset(embeds)
+        length = embeds.shape[1]
+        return embeds + self._per_row(lambda encoder: encoder.offset.offset(length)).to(embeds.dtype)
 
     def _decode_offset_hook(self, length: int):
         """The tokens generated after the input get the offset of their positions too (T, T+1, ...),
@@ -60,8 +63,11 @@ class DePTModel(PromptTuningModel):
 
         def hook(module, args, output):
             start = state["position"]
-            state["position"] = start + output.shape[-2]
-            return output + offset.rows(start, start + output.shape[-2]).to(output.dtype)
+            stop = start + output.shape[-2]
+            state["position"] = stop
+            if self._rows is None:
+                return output + offset.rows(start, stop).to(output.dtype)
+            return output + self._per_row(lambda encoder: encoder.offset.rows(start, stop)).to(output.dtype)
 
         return self.word_embeddings.register_forward_hook(hook)
 

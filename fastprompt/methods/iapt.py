@@ -542,23 +542,7 @@ class IAPTModel(AdapterModel):
     def _tenants(self, tenant_ids, batch: int, device) -> _Tenants:
         if tenant_ids is None:
             return _Tenants(self.adapters, [self.active_adapter], device)
-        if isinstance(tenant_ids, torch.Tensor):
-            tenant_ids = tenant_ids.tolist()
-        if isinstance(tenant_ids, str):
-            tenant_ids = [tenant_ids] * batch
-        tenant_ids = list(tenant_ids)
-        if len(tenant_ids) != batch:
-            raise ValueError(f"tenant_ids: expected one tenant per row ({batch}), got {len(tenant_ids)}")
-        names = self.adapter_names
-        row_names = []
-        for tenant in tenant_ids:
-            if isinstance(tenant, int) and not isinstance(tenant, bool):
-                if not 0 <= tenant < len(names):
-                    raise ValueError(f"tenant_ids: unknown tenant index {tenant}; adapters are {names}")
-                tenant = names[tenant]
-            self._check_adapter(tenant, "tenant_ids")
-            row_names.append(tenant)
-        tenants = _Tenants(self.adapters, row_names, device)
+        tenants = _Tenants(self.adapters, self.tenant_names(tenant_ids, batch), device)
         with_modules = [n for n in tenants.names if self.adapters[n].config.modules_to_save]
         if with_modules and len(tenants.names) > 1:
             raise ValueError(f"tenant_ids: adapters with modules_to_save ({with_modules}) replace backbone "

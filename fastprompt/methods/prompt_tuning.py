@@ -48,6 +48,7 @@ method): ``fastprompt_config.json`` and ``fastprompt_weights.safetensors`` holdi
 (``base_model.<module>.<parameter>``). Plain prompt tuning also reads and writes PEFT
 prompt-tuning adapters (:meth:`export_peft`, :meth:`PromptTuningModel.from_peft`).
 """
+import contextlib
 import json
 import math
 import warnings
@@ -199,6 +200,8 @@ class PromptTuningModel(AdapterModel):
         if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
             raise ValueError(f"model: {type(model).__name__} has no input embeddings (get_input_embeddings)")
         super().__init__(model)
+        # during a call with tenant_ids naming several adapters: (adapter names, (B,) index into them)
+        self._rows: Optional[Tuple[List[str], torch.Tensor]] = None
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
         # a causal LM projects only the caller's positions (and, for the loss, the last soft one)
         name = type(model).__name__
@@ -347,6 +350,46 @@ class PromptTuningModel(AdapterModel):
         """The soft tokens placed before the input, (L, d), float32."""
         return self.prompt_encoder()
 
+    @contextlib.contextmanager
+    def _serving(self, tenant_ids, batch: int, device):
+        """Within the block, row b of a call uses the adapter ``tenant_ids`` names for it
+        (see :meth:`tenant_names`); None keeps the active adapter for every row."""
+        if tenant_ids is None:
+            yield
+            return
+        row_names = self.tenant_names(tenant_ids, batch)
+        names = list(dict.fromkeys(row_names))
+        if len(names) > 1:
+            first = self.adapter_configs[names[0]]
+            for name in names[1:]:
+                cfg = self.adapter_configs[name]
+                for field in ("num_virtual_tokens", "placement"):
+                    if getattr(cfg, field) != getattr(first, field):
+                        raise ValueError(f"tenant_ids: adapters {names[0]!r} and {name!r} have different {field} "
+                                         f"({getattr(first, field)!r} and {getattr(cfg, field)!r}) and cannot share a "
+                                         "batch; run them separately")
+        active = self.active_adapter
+        self.active_adapter = names[0]
+        if len(names) > 1:
+            position = {name: i for i, name in enumerate(names)}
+            self._rows = (names, torch.tensor([position[n] for n in row_names], dtype=torch.long, device=device))
+        try:
+            yield
+        finally:
+            self.active_adapter, self._rows = active, None
+
+    def _per_row(self, make) -> torch.Tensor:
+        """``make(adapter module)`` of every row's adapter, stacked by row (B, ...): one tensor per
+        adapter used, gathered by the row index (during a call with several tenants)."""
+        names, index = self._rows
+        return torch.stack([make(self.adapters[name]) for name in names]).index_select(0, index)
+
+    def _batch_prompt(self, batch: int) -> torch.Tensor:
+        """The soft tokens of every row, (B, L, d)."""
+        if self._rows is None:
+            return self.prompt().unsqueeze(0).expand(batch, -1, -1)
+        return self._per_row(lambda encoder: encoder())
+
     def embed_inputs(self, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         """Input embeddings of the caller's tokens (B, T, d) (with the method's offset, if any)."""
         if inputs_embeds is None:
@@ -383,8 +426,7 @@ class PromptTuningModel(AdapterModel):
     def _prepend(self, input_ids, inputs_embeds, attention_mask):
         embeds = self.embed_inputs(input_ids, inputs_embeds)
         batch, length = embeds.shape[:2]
-        prompt = self.prompt().to(embeds.dtype)
-        prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
+        prompt = self._batch_prompt(batch).to(embeds.dtype)
         num = prompt.shape[1]
         if attention_mask is not None and attention_mask.shape != (batch, length):
             raise ValueError(f"attention_mask: expected shape {(batch, length)} (that of the input), got "
@@ -419,10 +461,21 @@ class PromptTuningModel(AdapterModel):
                                  f"{num_labels}) for multi-label targets, got {tuple(labels.shape)}")
 
     # ---- calls -------------------------------------------------------------------------------
+    def _rows_of(self, input_ids, inputs_embeds):
+        """(batch size, device) of a call's input."""
+        source = input_ids if isinstance(input_ids, torch.Tensor) else inputs_embeds
+        if not isinstance(source, torch.Tensor) or source.dim() < 2:
+            raise ValueError("input_ids: expected a (batch, tokens) tensor (or pass inputs_embeds)")
+        return source.shape[0], source.device
+
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, token_type_ids=None,
-                position_ids=None, **kwargs):
+                position_ids=None, tenant_ids=None, **kwargs):
         """The wrapped model's forward with the soft prompt placed in the input.
 
+        tenant_ids: the adapter of each row (B adapter names or indices into
+        :attr:`adapter_names`, or one name for all); None: the active adapter. Adapters that share
+        a batch need the same number of soft tokens and placement; a batch of several tenants
+        equals each tenant's rows run alone.
         labels: (B, T) token labels (causal LM, masked LM, token classification; -100 is inserted
         for the soft tokens), or (B,) class labels, or the decoder labels of an encoder-decoder
         model (unchanged). Per-token outputs over prompt + input (``logits``,
@@ -434,6 +487,11 @@ class PromptTuningModel(AdapterModel):
         if kwargs.pop("instruction_mask", None) is not None:
             warn_once(self, "instruction_mask", f"instruction_mask: {type(self).__name__} does not use an "
                        "instruction mask (the soft prompt is the same for every input); it is ignored", stacklevel=3)
+        with self._serving(tenant_ids, *self._rows_of(input_ids, inputs_embeds)):
+            return self._forward(input_ids, attention_mask, inputs_embeds, labels, token_type_ids, position_ids,
+                                 kwargs)
+
+    def _forward(self, input_ids, attention_mask, inputs_embeds, labels, token_type_ids, position_ids, kwargs):
         self._check_dtype_device()
         embeds, attention_mask, num = self._prepend(input_ids, inputs_embeds, attention_mask)
         batch, total = embeds.shape[:2]
@@ -527,9 +585,10 @@ class PromptTuningModel(AdapterModel):
                                                 attentions=getattr(hidden, "attentions", None))
 
     @torch.no_grad()
-    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+    def generate(self, input_ids=None, attention_mask=None, tenant_ids=None, **kwargs):
         """``generate()`` of the wrapped model with the soft prompt before the input.
 
+        ``tenant_ids`` as in :meth:`forward`: each row generates with its own adapter.
         Decoders return ``input_ids`` followed by the new tokens (B, T + new), the same as PEFT;
         encoder-decoder models return the decoder sequences. Any decoding strategy of
         ``generate()`` works (the prompt is part of ``inputs_embeds`` at prefill and then lives in
@@ -543,11 +602,15 @@ class PromptTuningModel(AdapterModel):
         if input_ids is None:
             raise ValueError("input_ids: generate() needs input_ids")
         kwargs.pop("instruction_mask", None)
+        with self._serving(tenant_ids, *self._rows_of(input_ids, None)):
+            return self._generate(input_ids, attention_mask, kwargs)
+
+    def _generate(self, input_ids, attention_mask, kwargs):
         if (not self.is_encoder_decoder and attention_mask is not None and attention_mask.dim() == 2
                 and attention_mask.shape[1] > 0 and not bool(attention_mask[:, -1].all())):
             warn_once(self, "right-padding", "attention_mask: some prompts end in padding (right-padded); a decoder "
                        "then continues after the padding and its answers are wrong. Pad prompts on the left for "
-                       "generate() (tokenizer.padding_side = 'left')", stacklevel=3)
+                       "generate() (tokenizer.padding_side = 'left')", stacklevel=4)
         embeds, attention_mask, num = self._prepend(input_ids, kwargs.pop("inputs_embeds", None), attention_mask)
         if attention_mask is None:
             attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
