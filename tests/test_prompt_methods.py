@@ -166,13 +166,44 @@ def test_mixed_tenant_batch_equals_each_tenant_alone(method, backbone):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in wrapper.adapters[name].parameters()
                    if p.requires_grad and p.dim() > 1 and p.shape[0] != 16)  # the offset's A rows past T get none
     wrapper.add_adapter("long", **{**METHODS[method][1], "num_virtual_tokens": 2}, modules_to_save=[])
-    with pytest.raises(ValueError, match="tenant_ids: adapters 'default' and 'long' have different num_virtual_tokens"):
+    with pytest.raises(ValueError, match="tenant_ids: 'default' and 'long' have different num_virtual_tokens"):
         wrapper(input_ids=ids, attention_mask=am, tenant_ids=["default", "long", "b", "b", "b"])
     with pytest.raises(ValueError, match="tenant_ids: unknown adapter 'nobody'"):
         wrapper(input_ids=ids, attention_mask=am, tenant_ids=["default", "nobody", "b", "b", "b"])
     memory = wrapper.adapter_memory()
     assert set(memory) == {"default", "b", "c", "long"}
     assert memory["b"] == sum(p.numel() * 4 for p in wrapper.adapters["b"].parameters())
+
+
+def test_rows_served_from_a_prompt_bank_equal_an_adapter_with_that_prompt():
+    from fastprompt.vectors import PromptBank
+
+    wrapper = PromptTuningModel(tiny_llama(), num_virtual_tokens=4, seed=0)
+    perturb(wrapper.prompt_encoder, 1, scale=0.3)
+    gen = torch.Generator().manual_seed(0)
+    bank = PromptBank(torch.randn(3, 4, 32, generator=gen) * 0.1, base=torch.randn(4, 32, generator=gen) * 0.1,
+                      names=["sst", "nli", "qa"])
+    bank.register_mix("sst+nli", {"sst": 0.5, "nli": 0.5})
+    wrapper.use_prompt_bank(bank)
+    for name in ("sst+nli", "qa"):
+        adapter = wrapper.add_adapter(f"as_{name.replace('+', '_')}", num_virtual_tokens=4)
+        with torch.no_grad():
+            adapter.weight.copy_(bank([name])[0])
+    ids = torch.randint(3, VOCAB, (4, 6))
+    tenants = ["sst+nli", "default", "qa", "sst+nli"]
+    mixed = wrapper(input_ids=ids, tenant_ids=tenants).logits
+    alone = {"default": "default", "sst+nli": "as_sst_nli", "qa": "as_qa"}
+    for row, name in enumerate(tenants):
+        wrapper.set_active_adapter(alone[name])
+        torch.testing.assert_close(mixed[row], wrapper(input_ids=ids[row:row + 1]).logits[0], rtol=1e-5, atol=1e-5)
+    only_bank = wrapper(input_ids=ids[1:3], tenant_ids=["qa", "qa"]).logits
+    torch.testing.assert_close(only_bank[1], mixed[2], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="bank: expected prompts of width 32"):
+        wrapper.use_prompt_bank(PromptBank(torch.randn(2, 4, 8)))
+    with pytest.raises(ValueError, match="bank: a prompt bank holds plain prompts"):
+        wrap("dept", tiny_llama()).use_prompt_bank(bank)
+    with pytest.raises(ValueError, match="tenant_ids: unknown adapter 'sentiment'"):
+        wrapper(input_ids=ids, tenant_ids=["sentiment"] * 4)
 
 
 @pytest.mark.parametrize("num_tokens", [1, 4])

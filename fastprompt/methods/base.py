@@ -295,9 +295,14 @@ class AdapterModel(nn.Module):
                 if not 0 <= tenant < len(names):
                     raise ValueError(f"tenant_ids: unknown tenant index {tenant}; adapters are {names}")
                 tenant = names[tenant]
-            self._check_adapter(tenant, "tenant_ids")
+            if not self._is_tenant(tenant):
+                self._check_adapter(tenant, "tenant_ids")
             rows.append(tenant)
         return rows
+
+    def _is_tenant(self, name) -> bool:
+        """Whether ``name`` can serve a row (an adapter; prompt tuning also takes prompt-bank names)."""
+        return name in self.adapters
 
     def adapter_memory(self) -> Dict[str, int]:
         """Bytes of each adapter's tensors (parameters and buffers; a tensor shared within an

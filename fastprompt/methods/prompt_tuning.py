@@ -200,8 +200,9 @@ class PromptTuningModel(AdapterModel):
         if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
             raise ValueError(f"model: {type(model).__name__} has no input embeddings (get_input_embeddings)")
         super().__init__(model)
-        # during a call with tenant_ids naming several adapters: (adapter names, (B,) index into them)
+        # during a call with tenant_ids naming several tenants: (their names, (B,) index into them)
         self._rows: Optional[Tuple[List[str], torch.Tensor]] = None
+        self.prompt_bank = None
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
         # a causal LM projects only the caller's positions (and, for the loss, the last soft one)
         name = type(model).__name__
@@ -350,27 +351,56 @@ class PromptTuningModel(AdapterModel):
         """The soft tokens placed before the input, (L, d), float32."""
         return self.prompt_encoder()
 
+    def use_prompt_bank(self, bank) -> None:
+        """Serve the tasks and registered mixes of a :class:`fastprompt.vectors.PromptBank` too:
+        ``tenant_ids`` may then name them (a bank's prompt is placed like an adapter's; plain
+        prompt tuning only). ``None`` detaches the bank."""
+        if bank is not None:
+            from fastprompt.vectors.bank import PromptBank
+
+            if not isinstance(bank, PromptBank):
+                raise ValueError(f"bank: expected a fastprompt.vectors.PromptBank, got {type(bank).__name__}")
+            if type(self) is not PromptTuningModel:
+                raise ValueError(f"bank: a prompt bank holds plain prompts; {type(self).__name__} adds an input "
+                                 "offset that a bank does not have (use PromptTuningModel)")
+            if bank.prompt_shape[1] != self.token_dim:
+                raise ValueError(f"bank: expected prompts of width {self.token_dim} (the backbone's hidden size), "
+                                 f"got prompt shape {bank.prompt_shape}")
+            clash = [n for n in bank.names if n in self.adapters]
+            if clash:
+                raise ValueError(f"bank: names {clash} are adapters of this model too; rename the bank's tasks or mixes")
+        self.prompt_bank = bank
+
+    def _is_tenant(self, name) -> bool:
+        return name in self.adapters or (self.prompt_bank is not None and name in self.prompt_bank.names)
+
     @contextlib.contextmanager
     def _serving(self, tenant_ids, batch: int, device):
-        """Within the block, row b of a call uses the adapter ``tenant_ids`` names for it
-        (see :meth:`tenant_names`); None keeps the active adapter for every row."""
+        """Within the block, row b of a call uses the tenant ``tenant_ids`` names for it (an
+        adapter, or a prompt bank's task or mix; see :meth:`tenant_names`); None keeps the
+        active adapter for every row."""
         if tenant_ids is None:
             yield
             return
         row_names = self.tenant_names(tenant_ids, batch)
         names = list(dict.fromkeys(row_names))
-        if len(names) > 1:
-            first = self.adapter_configs[names[0]]
-            for name in names[1:]:
-                cfg = self.adapter_configs[name]
-                for field in ("num_virtual_tokens", "placement"):
-                    if getattr(cfg, field) != getattr(first, field):
-                        raise ValueError(f"tenant_ids: adapters {names[0]!r} and {name!r} have different {field} "
-                                         f"({getattr(first, field)!r} and {getattr(cfg, field)!r}) and cannot share a "
-                                         "batch; run them separately")
+        adapters = [n for n in names if n in self.adapters]
+        sizes = {n: self.adapter_configs[n].num_virtual_tokens for n in adapters}
+        sizes.update({n: self.prompt_bank.prompt_shape[0] for n in names if n not in self.adapters})
+        first = names[0]
+        for name in names[1:]:
+            if sizes[name] != sizes[first]:
+                raise ValueError(f"tenant_ids: {first!r} and {name!r} have different num_virtual_tokens "
+                                 f"({sizes[first]} and {sizes[name]}) and cannot share a batch; run them separately")
+            if name in self.adapters and first in self.adapters:
+                a, b = self.adapter_configs[first].placement, self.adapter_configs[name].placement
+                if a != b:
+                    raise ValueError(f"tenant_ids: adapters {first!r} and {name!r} have different placement "
+                                     f"({a!r} and {b!r}) and cannot share a batch; run them separately")
         active = self.active_adapter
-        self.active_adapter = names[0]
-        if len(names) > 1:
+        if adapters:
+            self.active_adapter = adapters[0]
+        if len(names) > 1 or not adapters:
             position = {name: i for i, name in enumerate(names)}
             self._rows = (names, torch.tensor([position[n] for n in row_names], dtype=torch.long, device=device))
         try:
@@ -385,10 +415,20 @@ class PromptTuningModel(AdapterModel):
         return torch.stack([make(self.adapters[name]) for name in names]).index_select(0, index)
 
     def _batch_prompt(self, batch: int) -> torch.Tensor:
-        """The soft tokens of every row, (B, L, d)."""
+        """The soft tokens of every row, (B, L, d): the adapters' prompts stacked, a prompt bank's
+        in one combine call, gathered by row."""
         if self._rows is None:
             return self.prompt().unsqueeze(0).expand(batch, -1, -1)
-        return self._per_row(lambda encoder: encoder())
+        names, index = self._rows
+        adapters = [n for n in names if n in self.adapters]
+        if len(adapters) == len(names):
+            return self._per_row(lambda encoder: encoder())
+        parts = [torch.stack([self.adapters[n]() for n in adapters])] if adapters else []
+        banked = [n for n in names if n not in self.adapters]
+        parts.append(self.prompt_bank(banked).to(device=index.device, dtype=torch.float32))
+        order = {n: i for i, n in enumerate(adapters + banked)}  # rows of the concatenation
+        remap = torch.tensor([order[n] for n in names], dtype=torch.long, device=index.device)
+        return torch.cat(parts).index_select(0, remap.index_select(0, index))
 
     def embed_inputs(self, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         """Input embeddings of the caller's tokens (B, T, d) (with the method's offset, if any)."""
