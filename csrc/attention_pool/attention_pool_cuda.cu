@@ -37,6 +37,33 @@ constexpr int64_t kWorkspaceBudget = int64_t(64) << 20;  // bytes of chunk parti
 constexpr size_t kQueryStageBytes = 16384;
 constexpr size_t kMaxSharedBytes = 48 * 1024;  // dynamic shared memory without opt-in
 
+// Column d of a tile's weighted sum into a chunk partial, for every query k:
+//   acc[k * D + d] = (first ? 0 : acc[k * D + d] * scale[k]) + sum over the tile's real tokens i
+//                    of coef[i * K + k] * z_tile[i * D + d]
+// (scale nullptr: 1); queries go kKGroup at a time through registers.
+template <typename T, typename C>
+__device__ __forceinline__ void add_weighted_tile(C* acc, const C* coef, const C* scale, const int* real,
+                                                  const T* z_tile, int64_t D, int K, int64_t d, bool first) {
+  for (int kg = 0; kg < K; kg += kKGroup) {
+    C a[kKGroup];
+#pragma unroll
+    for (int kk = 0; kk < kKGroup; ++kk) {
+      const int k = kg + kk;
+      a[kk] = (k < K && !first) ? acc[k * D + d] * (scale != nullptr ? scale[k] : C(1)) : C(0);
+    }
+    for (int i = 0; i < kTile; ++i) {
+      if (!real[i]) continue;
+      const C zv = Convert<T>::load(z_tile[i * D + d]);
+#pragma unroll
+      for (int kk = 0; kk < kKGroup; ++kk)
+        if (kg + kk < K) a[kk] += coef[i * K + kg + kk] * zv;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kKGroup; ++kk)
+      if (kg + kk < K) acc[(kg + kk) * D + d] = a[kk];
+  }
+}
+
 // Tokens per block: a multiple of kTile chosen from the shapes only, so that about
 // kTargetBlocks blocks are in flight, and the chunk partials ((K, D + 2) per chunk and row) stay
 // within kWorkspaceBudget (or one chunk per row).
@@ -187,22 +214,7 @@ __global__ void forward_partial_kernel(const T* __restrict__ z, const C* __restr
       }
       __syncthreads();
       for (int64_t d = tid; d < D; d += kThreads) {
-        for (int kg = 0; kg < K; kg += kKGroup) {
-          C a[kKGroup];
-#pragma unroll
-          for (int kk = 0; kk < kKGroup; ++kk)
-            a[kk] = (kg + kk < K && !first) ? acc[(kg + kk) * D + d] * scale_s[kg + kk] : C(0);
-          for (int i = 0; i < kTile; ++i) {
-            if (!real_s[i]) continue;
-            const C zv = Convert<T>::load(z[(b * T_len + t0 + i) * D + d]);
-#pragma unroll
-            for (int kk = 0; kk < kKGroup; ++kk)
-              if (kg + kk < K) a[kk] += weight[i * K + kg + kk] * zv;
-          }
-#pragma unroll
-          for (int kk = 0; kk < kKGroup; ++kk)
-            if (kg + kk < K) acc[(kg + kk) * D + d] = a[kk];
-        }
+        add_weighted_tile(acc, weight, scale_s, real_s, z + (b * T_len + t0) * D, D, K, d, first);
       }
       first = false;
       __syncthreads();
@@ -327,22 +339,8 @@ __global__ void backward_partial_kernel(const C* __restrict__ grad_out, const T*
           }
           grad_z[(b * T_len + t0 + i) * D + d] = Convert<T>::store(v);
         }
-        for (int kg = 0; kg < K; kg += kKGroup) {
-          C a[kKGroup];
-#pragma unroll
-          for (int kk = 0; kk < kKGroup; ++kk)
-            a[kk] = (kg + kk < K && !first) ? dw[(kg + kk) * D + d] : C(0);
-          for (int i = 0; i < kTile; ++i) {
-            if (!real_s[i]) continue;
-            const C zv = Convert<T>::load(z[(b * T_len + t0 + i) * D + d]);
-#pragma unroll
-            for (int kk = 0; kk < kKGroup; ++kk)
-              if (kg + kk < K) a[kk] += dscore[i * K + kg + kk] * zv;
-          }
-#pragma unroll
-          for (int kk = 0; kk < kKGroup; ++kk)
-            if (kg + kk < K) dw[(kg + kk) * D + d] = a[kk];
-        }
+        add_weighted_tile(dw, dscore, static_cast<const C*>(nullptr), real_s, z + (b * T_len + t0) * D, D, K, d,
+                          first);
       }
       first = false;
       __syncthreads();

@@ -182,13 +182,7 @@ struct Launch<Cpu> {
   }
 };
 
-}  // namespace fastprompt::attention_pool
-
-FP_REGISTER_KERNELS(CPU, Cpu, attention_pool)
-
 #ifdef FASTPROMPT_WITH_CUDA
-namespace fastprompt::attention_pool {
-
 template <>
 struct Launch<Cuda> {
   // the per-tile score buffers of the kernels live in shared memory (48 KiB without opt-in)
@@ -207,8 +201,8 @@ struct Launch<Cuda> {
                   Cuda::stream());
   }
 };
+#endif  // FASTPROMPT_WITH_CUDA
 
 }  // namespace fastprompt::attention_pool
 
-FP_REGISTER_KERNELS(CUDA, Cuda, attention_pool)
-#endif  // FASTPROMPT_WITH_CUDA
+FP_REGISTER_KERNELS(attention_pool)

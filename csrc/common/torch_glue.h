@@ -5,9 +5,9 @@
 // Each op family writes its ops once, in <op>_ops.cpp, as templates over the device: they check
 // the device of the tensor that decides where the op runs (check_device), make that device
 // current (Device::Guard), validate and pack the arguments, and call Launch<Device>, the
-// family's kernel calls for that device. The same file defines Launch<Cpu> and registers the ops
-// for CPU and, in CUDA builds (#ifdef FASTPROMPT_WITH_CUDA), defines Launch<Cuda>
-// (common/torch_glue_cuda.h) and registers them for CUDA.
+// family's kernel calls for that device. The same file defines Launch<Cpu> and, in CUDA builds
+// (#ifdef FASTPROMPT_WITH_CUDA), Launch<Cuda> (common/torch_glue_cuda.h), and registers the ops
+// with FP_REGISTER_KERNELS(family).
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -86,8 +86,16 @@ inline void torch_parallel_for(int64_t n, int64_t grain, void* ctx,
 }  // namespace fastprompt
 
 // Registers the kernels of the op family `family` (fastprompt::family::register_kernels<Device>)
-// for the dispatch key DISPATCH (CPU or CUDA) with the matching Device (Cpu or Cuda).
-#define FP_REGISTER_KERNELS(DISPATCH, Device, family)                     \
+// for the CPU and, in CUDA builds (FASTPROMPT_WITH_CUDA, where the file includes
+// common/torch_glue_cuda.h), for CUDA.
+#define FP_REGISTER_KERNELS_FOR(DISPATCH, Device, family)                 \
   TORCH_LIBRARY_IMPL(fastprompt, DISPATCH, m) {                           \
     ::fastprompt::family::register_kernels<::fastprompt::Device>(m);      \
   }
+#ifdef FASTPROMPT_WITH_CUDA
+#define FP_REGISTER_KERNELS(family)               \
+  FP_REGISTER_KERNELS_FOR(CPU, Cpu, family)       \
+  FP_REGISTER_KERNELS_FOR(CUDA, Cuda, family)
+#else
+#define FP_REGISTER_KERNELS(family) FP_REGISTER_KERNELS_FOR(CPU, Cpu, family)
+#endif

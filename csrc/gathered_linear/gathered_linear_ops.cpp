@@ -164,13 +164,7 @@ struct Launch<Cpu> {
   }
 };
 
-}  // namespace fastprompt::gathered_linear
-
-FP_REGISTER_KERNELS(CPU, Cpu, gathered_linear)
-
 #ifdef FASTPROMPT_WITH_CUDA
-namespace fastprompt::gathered_linear {
-
 template <>
 struct Launch<Cuda> {
   static void forward(const Prepared& p, at::Tensor& out) {
@@ -193,8 +187,8 @@ struct Launch<Cuda> {
                          p.problem.bias ? grad_bias.data_ptr() : nullptr, Cuda::stream());
   }
 };
+#endif  // FASTPROMPT_WITH_CUDA
 
 }  // namespace fastprompt::gathered_linear
 
-FP_REGISTER_KERNELS(CUDA, Cuda, gathered_linear)
-#endif  // FASTPROMPT_WITH_CUDA
+FP_REGISTER_KERNELS(gathered_linear)

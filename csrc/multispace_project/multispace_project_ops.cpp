@@ -301,13 +301,7 @@ struct Launch<Cpu> {
   }
 };
 
-}  // namespace fastprompt::multispace_project
-
-FP_REGISTER_KERNELS(CPU, Cpu, multispace_project)
-
 #ifdef FASTPROMPT_WITH_CUDA
-namespace fastprompt::multispace_project {
-
 template <>
 struct Launch<Cuda> {
   static constexpr int64_t kMaxSpaces = 1024;  // the gates of a block live in shared memory
@@ -332,8 +326,8 @@ struct Launch<Cuda> {
     return k;
   }
 };
+#endif  // FASTPROMPT_WITH_CUDA
 
 }  // namespace fastprompt::multispace_project
 
-FP_REGISTER_KERNELS(CUDA, Cuda, multispace_project)
-#endif  // FASTPROMPT_WITH_CUDA
+FP_REGISTER_KERNELS(multispace_project)

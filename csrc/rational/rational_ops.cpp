@@ -172,13 +172,7 @@ struct Launch<Cpu> {
   }
 };
 
-}  // namespace fastprompt::rational
-
-FP_REGISTER_KERNELS(CPU, Cpu, rational)
-
 #ifdef FASTPROMPT_WITH_CUDA
-namespace fastprompt::rational {
-
 template <>
 struct Launch<Cuda> {
   static void forward(const Prepared& p, at::Tensor& y) {
@@ -191,8 +185,8 @@ struct Launch<Cuda> {
                   grad_coef.data_ptr(), ws.data_ptr(), Cuda::stream());
   }
 };
+#endif  // FASTPROMPT_WITH_CUDA
 
 }  // namespace fastprompt::rational
 
-FP_REGISTER_KERNELS(CUDA, Cuda, rational)
-#endif  // FASTPROMPT_WITH_CUDA
+FP_REGISTER_KERNELS(rational)

@@ -282,13 +282,7 @@ struct Launch<Cpu> {
   }
 };
 
-}  // namespace fastprompt::task_arithmetic
-
-FP_REGISTER_KERNELS(CPU, Cpu, task_arithmetic)
-
 #ifdef FASTPROMPT_WITH_CUDA
-namespace fastprompt::task_arithmetic {
-
 template <>
 struct Launch<Cuda> {
   static void combine(const PreparedCombine& p, at::Tensor& out) {
@@ -309,8 +303,8 @@ struct Launch<Cuda> {
                ws.data_ptr(), Cuda::stream());
   }
 };
+#endif  // FASTPROMPT_WITH_CUDA
 
 }  // namespace fastprompt::task_arithmetic
 
-FP_REGISTER_KERNELS(CUDA, Cuda, task_arithmetic)
-#endif  // FASTPROMPT_WITH_CUDA
+FP_REGISTER_KERNELS(task_arithmetic)

@@ -227,17 +227,24 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
     out, weights = inner(module, query, key, value, attention_mask, *args, **kwargs)
     if batch is None or batch.gates is None:
         return out, weights
-    gate = batch.gates[layer_index]  # (B, H) or (H,)
     b, h, tq, dh = query.shape
+    scaling = kwargs.get("scaling")
+    if scaling is None:
+        scaling = getattr(module, "scaling", None) or dh ** -0.5
+    if tq < batch.length:  # a decoding step: the soft keys and values were fixed at prefill
+        cached = batch.decode_kv.get(layer_index)
+        if cached is not None:
+            keys, gated_values = cached
+            probs = torch.softmax(torch.matmul(query, keys).float(), dim=-1)
+            soft = torch.matmul(probs.to(gated_values.dtype), gated_values)  # (B, H, 1, dh)
+            return out + soft.transpose(1, 2).to(out.dtype), weights
+    gate = batch.gates[layer_index]  # (B, H) or (H,)
     idx = batch.soft_positions  # (B, K)
     k_soft = key.gather(2, idx[:, None, :, None].expand(b, key.shape[1], idx.shape[1], key.shape[-1]))
     v_soft = value.gather(2, idx[:, None, :, None].expand(b, value.shape[1], idx.shape[1], value.shape[-1]))
     if k_soft.shape[1] != h:  # grouped-query attention
         k_soft = k_soft.repeat_interleave(h // k_soft.shape[1], dim=1)
         v_soft = v_soft.repeat_interleave(h // v_soft.shape[1], dim=1)
-    scaling = kwargs.get("scaling")
-    if scaling is None:
-        scaling = getattr(module, "scaling", None) or dh ** -0.5
     scores = torch.matmul(query, k_soft.transpose(-1, -2)).float() * scaling
     probs = torch.softmax(scores, dim=-1)
     dropout = kwargs.get("dropout", 0.0)
@@ -254,6 +261,11 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
     g = g.view(1, h, 1, 1) if g.dim() == 1 else g.view(b, h, 1, 1)
     weight = g if sees is None else g * sees[:, None, :, None].to(probs.dtype)
     soft = torch.matmul((probs * weight).to(value.dtype), v_soft)  # (B, H, Tq, dh)
+    if batch.caching and tq == batch.length and not torch.is_grad_enabled():
+        # for the decoding steps of generate(): the keys pre-scaled, the values pre-gated (the
+        # gate scales every probability of a (row, head), so it moves onto the values)
+        batch.decode_kv[layer_index] = ((k_soft * scaling).transpose(-1, -2),
+                                        (g.to(v_soft.dtype) * v_soft).expand(b, h, -1, -1))
     return out + soft.transpose(1, 2).to(out.dtype), weights
 
 
@@ -301,6 +313,8 @@ class _Batch:
         self.tenants = tenants                    # _Tenants: the adapter of each row
         self.gates = gates                        # None or a function layer -> (B, H) / (H,) gate
         self.length = soft_mask.shape[1]
+        self.caching = False                      # generate(): keep the soft keys / values of the prefill
+        self.decode_kv = {}                       # layer -> (scaled keys (B, H, dh, K), gated values (B, H, K, dh))
 
 
 class _Tenants:
@@ -669,11 +683,11 @@ class IAPTModel(AdapterModel):
             if batch is None:
                 return None
             hidden = args[0] if args else kwargs["hidden_states"]
+            if hidden.shape[1] < batch.length:  # a decoding step: the soft tokens are in the cache (and the
+                return None                     # attention finds the call's state through its owner)
             kwargs = dict(kwargs)
             if batch.gates is not None:
                 kwargs[BATCH_KWARG] = batch
-            if hidden.shape[1] < batch.length:  # a decoding step: the soft tokens are in the cache
-                return args, kwargs
             if hidden.shape[0] != batch.soft_mask.shape[0]:
                 raise RuntimeError("IAPT: the batch size changed inside the model call (beam search or "
                                    "num_return_sequences > 1 are not supported)")
@@ -831,6 +845,7 @@ class IAPTModel(AdapterModel):
         position_ids = kwargs.pop("position_ids", None)
         inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, None, None, tenant_ids,
                                       position_ids, generation=True)
+        batch.caching = True
         self._batch = batch
         try:
             result = self.base_model.generate(**inputs, **kwargs)
