@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import fastprompt
-from fastprompt.methods import IAPTConfig, IAPTModel
+from fastprompt.methods import IAPTModel
 from fastprompt.reference import iapt_generator_ref_from_module
 
 import transformers  # noqa: E402

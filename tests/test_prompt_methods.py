@@ -1,7 +1,6 @@
 """Prompt tuning, DePT and EPT on tiny random BERT, LLaMA, GPT-2 and T5 models (offline): training,
 generation, save/load, PEFT interop, initialisation, errors, the parameter budget, the EPT prompt
 module against its reference, and the Trainer."""
-import inspect
 import json
 
 import pytest

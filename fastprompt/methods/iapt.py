@@ -44,13 +44,10 @@ Several adapters can share the backbone (multi-tenant serving): ``tenant_ids`` n
 the adapter that serves it, in :meth:`IAPTModel.forward` and :meth:`IAPTModel.generate`.
 """
 import copy
-import inspect
-import json
-import math
 import sys
 import warnings
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 

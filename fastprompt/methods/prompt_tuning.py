@@ -49,7 +49,6 @@ method): ``fastprompt_config.json`` and ``fastprompt_weights.safetensors`` holdi
 prompt-tuning adapters (:meth:`export_peft`, :meth:`PromptTuningModel.from_peft`).
 """
 import contextlib
-import json
 import math
 import warnings
 from dataclasses import dataclass, fields
