@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
+#include <ATen/ops/aminmax.h>
 #include <ATen/ops/argsort.h>
 #include <ATen/ops/baddbmm.h>
 #include <ATen/ops/bmm.h>
@@ -34,9 +35,11 @@ struct Prepared {
   at::ScalarType compute;
 };
 
-// Validates the arguments (errors name the offending argument) and packs them.
+// Validates the arguments (errors name the offending argument) and packs them. With
+// `check_index`, CPU indices are checked against the number of layers (the backward skips it: the
+// forward checked them, and the kernels never read outside the weights).
 Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
-                 const at::Tensor& index) {
+                 const at::Tensor& index, bool check_index) {
   const DType dtype = to_dtype(x, "x");
   check_dim(x, "x", 3, "(batch, tokens, in_features)");
   check_same_device(x, "x", weight, "weight");
@@ -55,10 +58,11 @@ Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const std::optio
   if (index.numel() > 0) {
     TORCH_CHECK(layers > 0, "weight: expected at least one layer for a non-empty batch, got shape ",
                 weight.sizes());
-    if (index.is_cpu()) {  // CUDA: the kernels assert it, without a device-to-host copy
-      const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
-      TORCH_CHECK(lo >= 0 && hi < layers, "index: expected layer indices in [0, ", layers,
-                  ") (weight.shape[0]), got values in [", lo, ", ", hi, "]");
+    if (check_index && index.is_cpu()) {  // CUDA: no device-to-host copy (NaN rows instead)
+      const auto [lo, hi] = at::aminmax(index);
+      const int64_t low = lo.item<int64_t>(), high = hi.item<int64_t>();
+      TORCH_CHECK(low >= 0 && high < layers, "index: expected layer indices in [0, ", layers,
+                  ") (weight.shape[0]), got values in [", low, ", ", high, "]");
     }
   }
   const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -80,11 +84,12 @@ Prepared prepare(const at::Tensor& x, const at::Tensor& weight, const std::optio
   return p;
 }
 
-// The kernel calls of one device (Launch<Cpu> and Launch<Cuda> below), each for any sizes:
-//   static void forward(const Prepared&, at::Tensor& out);
-//   static void backward_input(const Prepared&, const at::Tensor& grad_out, at::Tensor& grad_x);
-//   static void backward_weight(const Prepared&, const at::Tensor& grad_out,
-//                               at::Tensor& grad_weight, at::Tensor& grad_bias);  // A, N > 0
+// The kernel calls of one device (Launch<Cpu> and Launch<Cuda> below), each for any sizes,
+// returning tensors of the dtype of x:
+//   static at::Tensor forward(const Prepared&);                                  // (B, T, N)
+//   static at::Tensor backward_input(const Prepared&, const at::Tensor& grad_out);  // (B, T, K)
+//   static std::tuple<at::Tensor, at::Tensor> backward_weight(const Prepared&,
+//       const at::Tensor& grad_out);   // (A, N, K) and (A, N) (or (0, 0) without a bias)
 template <class Device>
 struct Launch;
 
@@ -93,11 +98,7 @@ at::Tensor forward_op(const at::Tensor& x, const at::Tensor& weight,
                       const std::optional<at::Tensor>& bias, const at::Tensor& index) {
   check_device<Device>(x, "x");
   const typename Device::Guard guard(x);
-  Prepared p = prepare(x, weight, bias, index);
-  const Problem& pb = p.problem;
-  at::Tensor out = at::empty({pb.batch, pb.tokens, pb.out}, p.x.options());
-  if (out.numel() > 0) Launch<Device>::forward(p, out);
-  return out;
+  return Launch<Device>::forward(prepare(x, weight, bias, index, /*check_index=*/true));
 }
 
 template <class Device>
@@ -107,7 +108,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(const at::Tensor& gra
                                                            const at::Tensor& index, bool bias) {
   check_device<Device>(x, "x");
   const typename Device::Guard guard(x);
-  Prepared p = prepare(x, weight, std::nullopt, index);
+  Prepared p = prepare(x, weight, std::nullopt, index, /*check_index=*/false);
   Problem& pb = p.problem;
   pb.bias = bias;
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef({pb.batch, pb.tokens, pb.out}),
@@ -117,12 +118,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_op(const at::Tensor& gra
               x.scalar_type(), ", got ", grad_out.scalar_type());
   check_same_device(x, "x", grad_out, "grad_out");
   const at::Tensor g = grad_out.contiguous();
-  at::Tensor grad_x = at::empty_like(p.x);
-  at::Tensor grad_weight = at::empty({pb.layers, pb.out, pb.in}, p.x.options());
-  at::Tensor grad_bias = at::empty({bias ? pb.layers : 0, bias ? pb.out : 0}, p.x.options());
-  if (grad_x.numel() > 0) Launch<Device>::backward_input(p, g, grad_x);
-  if (pb.layers > 0 && pb.out > 0) Launch<Device>::backward_weight(p, g, grad_weight, grad_bias);
-  return {grad_x, grad_weight, grad_bias};
+  auto [grad_weight, grad_bias] = Launch<Device>::backward_weight(p, g);
+  return {Launch<Device>::backward_input(p, g), grad_weight, grad_bias};
 }
 
 template <class Device>
@@ -144,47 +141,62 @@ TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
 // dtype); the weight gradient of the gathered copies is summed per layer by index_add, in row order.
 template <>
 struct Launch<Cpu> {
-  static at::Tensor gathered_weight(const Prepared& p) { return p.weight.index_select(0, p.index); }
-  static void forward(const Prepared& p, at::Tensor& out) {
-    const at::Tensor x = p.x.to(p.compute), w = gathered_weight(p).transpose(1, 2);
-    out.copy_(p.bias.defined() ? at::baddbmm(p.bias.index_select(0, p.index).unsqueeze(1), x, w)
-                               : at::bmm(x, w));
+  static at::Tensor forward(const Prepared& p) {
+    const at::Tensor x = p.x.to(p.compute), w = p.weight.index_select(0, p.index).transpose(1, 2);
+    const at::Tensor out = p.bias.defined()
+                               ? at::baddbmm(p.bias.index_select(0, p.index).unsqueeze(1), x, w)
+                               : at::bmm(x, w);
+    return out.to(p.x.scalar_type());
   }
-  static void backward_input(const Prepared& p, const at::Tensor& g, at::Tensor& grad_x) {
-    grad_x.copy_(at::bmm(g.to(p.compute), gathered_weight(p)));
+  static at::Tensor backward_input(const Prepared& p, const at::Tensor& g) {
+    return at::bmm(g.to(p.compute), p.weight.index_select(0, p.index)).to(p.x.scalar_type());
   }
-  static void backward_weight(const Prepared& p, const at::Tensor& g, at::Tensor& grad_weight,
-                              at::Tensor& grad_bias) {
+  static std::tuple<at::Tensor, at::Tensor> backward_weight(const Prepared& p, const at::Tensor& g) {
+    const Problem& pb = p.problem;
     const at::Tensor gc = g.to(p.compute);
     const at::Tensor per_row = at::bmm(gc.transpose(1, 2), p.x.to(p.compute));  // (B, N, K)
-    grad_weight.copy_(at::zeros(grad_weight.sizes(), per_row.options()).index_add_(0, p.index, per_row));
-    if (p.problem.bias) {
-      grad_bias.copy_(at::zeros(grad_bias.sizes(), gc.options()).index_add_(0, p.index, gc.sum(1)));
-    }
+    const at::Tensor grad_weight =
+        at::zeros({pb.layers, pb.out, pb.in}, per_row.options()).index_add_(0, p.index, per_row);
+    at::Tensor grad_bias = at::zeros({pb.bias ? pb.layers : 0, pb.bias ? pb.out : 0}, gc.options());
+    if (pb.bias) grad_bias.index_add_(0, p.index, gc.sum(1));
+    return {grad_weight.to(p.x.scalar_type()), grad_bias.to(p.x.scalar_type())};
   }
 };
 
 #ifdef FASTPROMPT_WITH_CUDA
 template <>
 struct Launch<Cuda> {
-  static void forward(const Prepared& p, at::Tensor& out) {
-    forward_cuda(p.problem, p.x.data_ptr(), p.weight.data_ptr(),
-                 p.bias.defined() ? p.bias.data_ptr() : nullptr, p.index.data_ptr<int64_t>(),
-                 out.data_ptr(), Cuda::stream());
+  static at::Tensor forward(const Prepared& p) {
+    const Problem& pb = p.problem;
+    at::Tensor out = at::empty({pb.batch, pb.tokens, pb.out}, p.x.options());
+    if (out.numel() > 0) {
+      forward_cuda(pb, p.x.data_ptr(), p.weight.data_ptr(), p.bias.defined() ? p.bias.data_ptr() : nullptr,
+                   p.index.data_ptr<int64_t>(), out.data_ptr(), Cuda::stream());
+    }
+    return out;
   }
-  static void backward_input(const Prepared& p, const at::Tensor& g, at::Tensor& grad_x) {
-    backward_input_cuda(p.problem, g.data_ptr(), p.weight.data_ptr(), p.index.data_ptr<int64_t>(),
-                        grad_x.data_ptr(), Cuda::stream());
+  static at::Tensor backward_input(const Prepared& p, const at::Tensor& g) {
+    at::Tensor grad_x = at::empty_like(p.x);
+    if (grad_x.numel() > 0) {
+      backward_input_cuda(p.problem, g.data_ptr(), p.weight.data_ptr(), p.index.data_ptr<int64_t>(),
+                          grad_x.data_ptr(), Cuda::stream());
+    }
+    return grad_x;
   }
-  static void backward_weight(const Prepared& p, const at::Tensor& g, at::Tensor& grad_weight,
-                              at::Tensor& grad_bias) {
-    // the rows of each layer, in batch order: order[offsets[a]:offsets[a + 1]]
-    const at::Tensor order = at::argsort(p.index, /*stable=*/true);
-    const at::Tensor offsets = at::searchsorted(p.index.index_select(0, order),
-                                                at::arange(p.problem.layers + 1, p.index.options()));
-    backward_weight_cuda(p.problem, g.data_ptr(), p.x.data_ptr(), order.data_ptr<int64_t>(),
-                         offsets.data_ptr<int64_t>(), grad_weight.data_ptr(),
-                         p.problem.bias ? grad_bias.data_ptr() : nullptr, Cuda::stream());
+  static std::tuple<at::Tensor, at::Tensor> backward_weight(const Prepared& p, const at::Tensor& g) {
+    const Problem& pb = p.problem;
+    at::Tensor grad_weight = at::empty({pb.layers, pb.out, pb.in}, p.x.options());
+    at::Tensor grad_bias = at::empty({pb.bias ? pb.layers : 0, pb.bias ? pb.out : 0}, p.x.options());
+    if (pb.layers > 0 && pb.out > 0) {
+      // the rows of each layer, in batch order: order[offsets[a]:offsets[a + 1]]
+      const at::Tensor order = at::argsort(p.index, /*stable=*/true);
+      const at::Tensor offsets = at::searchsorted(p.index.index_select(0, order),
+                                                  at::arange(pb.layers + 1, p.index.options()));
+      backward_weight_cuda(pb, g.data_ptr(), p.x.data_ptr(), order.data_ptr<int64_t>(),
+                           offsets.data_ptr<int64_t>(), grad_weight.data_ptr(),
+                           pb.bias ? grad_bias.data_ptr() : nullptr, Cuda::stream());
+    }
+    return {grad_weight, grad_bias};
   }
 };
 #endif  // FASTPROMPT_WITH_CUDA
