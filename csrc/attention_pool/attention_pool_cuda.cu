@@ -86,9 +86,10 @@ unsigned grid_y(int64_t batch) { return blocks_for(batch, 1, kMaxGridYZ); }
 // Copies the (K, D) queries into shared memory when `stage` (block-uniform); returns the
 // pointer the block reads them from. Ends with a barrier.
 template <typename C>
-__device__ __forceinline__ const C* stage_queries(const C* __restrict__ wt, C* smem, int64_t n,
-                                                  bool stage) {
+__device__ __forceinline__ const C* stage_queries(const C* __restrict__ wt, unsigned char* smem_bytes,
+                                                  int64_t n, bool stage) {
   if (!stage) return wt;
+  C* smem = reinterpret_cast<C*>(smem_bytes);
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) smem[i] = wt[i];
   __syncthreads();
   return smem;
@@ -112,6 +113,12 @@ __device__ __forceinline__ double log_c(double v) { return log(v); }
 
 __device__ __forceinline__ bool is_real(const uint8_t* mask, int64_t b, int64_t t, int64_t T) {
   return mask == nullptr || mask[b * T + t] != 0;
+}
+
+// Records whether token i of the tile is real (lane 0 of its warp writes real_s[i]); returns it.
+__device__ __forceinline__ bool note_real(int* real_s, int i, int lane, bool real) {
+  if (lane == 0) real_s[i] = real;
+  return real;
 }
 
 // Scores of one real token against K rows of `rows_a` (and optionally `rows_b`), by one warp.
@@ -165,12 +172,10 @@ __global__ void forward_partial_kernel(const T* __restrict__ z, const C* __restr
   C* scale_s = l_s + K;
   int* real_s = reinterpret_cast<int*>(scale_s + K);
   const size_t q_offset = (sizeof(C) * (kTile * K + 3 * K) + sizeof(int) * kTile + 15) / 16 * 16;
-  C* q_s = reinterpret_cast<C*>(smem_raw + q_offset);
-  const C* wt = stage_queries(wt_global, q_s, int64_t(K) * D, stage);
+  const C* wt = stage_queries(wt_global, smem_raw + q_offset, int64_t(K) * D, stage);
 
-  const int64_t c = blockIdx.x;
+  const int64_t c = blockIdx.x, t_begin = c * chunk, t_end = min(T_len, t_begin + chunk);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t t_begin = c * chunk, t_end = min(T_len, t_begin + chunk);
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const int64_t item = b * chunks + c;
     C* acc = part_acc + item * K * D;
@@ -184,14 +189,12 @@ __global__ void forward_partial_kernel(const T* __restrict__ z, const C* __restr
     bool first = true;
     for (int64_t t0 = t_begin; t0 < t_end; t0 += kTile) {
       for (int i = warp; i < kTile; i += kWarps) {
-        const int64_t t = t0 + i;
-        const bool real = t < t_end && is_real(mask, b, t, T_len);
-        if (lane == 0) real_s[i] = real;
+        const bool real = note_real(real_s, i, lane, t0 + i < t_end && is_real(mask, b, t0 + i, T_len));
         if (!real) {
           for (int k = lane; k < K; k += 32) weight[i * K + k] = neg_inf<C>();
           continue;
         }
-        warp_token_dots<T, C, false>(z + (b * T_len + t) * D, D, K, wt, nullptr, weight + i * K,
+        warp_token_dots<T, C, false>(z + (b * T_len + t0 + i) * D, D, K, wt, nullptr, weight + i * K,
                                      nullptr, lane);
       }
       __syncthreads();
@@ -294,12 +297,10 @@ __global__ void backward_partial_kernel(const C* __restrict__ grad_out, const T*
   C* c_s = dscore + kTile * K;
   int* real_s = reinterpret_cast<int*>(c_s + K);
   const size_t q_offset = (sizeof(C) * (2 * kTile * K + K) + sizeof(int) * kTile + 15) / 16 * 16;
-  C* q_s = reinterpret_cast<C*>(smem_raw + q_offset);
-  const C* wt = stage_queries(wt_global, q_s, int64_t(K) * D, stage);
+  const C* wt = stage_queries(wt_global, smem_raw + q_offset, int64_t(K) * D, stage);
 
-  const int64_t c = blockIdx.x;
+  const int64_t c = blockIdx.x, t_begin = c * chunk, t_end = min(T_len, t_begin + chunk);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t t_begin = c * chunk, t_end = min(T_len, t_begin + chunk);
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     const int64_t item = b * chunks + c;
     const C* gp = grad_out + b * K * D;
@@ -316,11 +317,9 @@ __global__ void backward_partial_kernel(const C* __restrict__ grad_out, const T*
     bool first = true;
     for (int64_t t0 = t_begin; t0 < t_end; t0 += kTile) {
       for (int i = warp; i < kTile; i += kWarps) {
-        const int64_t t = t0 + i;
-        const bool real = t < t_end && is_real(mask, b, t, T_len);
-        if (lane == 0) real_s[i] = real;
+        const bool real = note_real(real_s, i, lane, t0 + i < t_end && is_real(mask, b, t0 + i, T_len));
         if (!real) continue;
-        warp_token_dots<T, C, true>(z + (b * T_len + t) * D, D, K, wt, gp, weight + i * K,
+        warp_token_dots<T, C, true>(z + (b * T_len + t0 + i) * D, D, K, wt, gp, weight + i * K,
                                     dscore + i * K, lane);
         __syncwarp();
         for (int k = lane; k < K; k += 32) {
@@ -369,33 +368,40 @@ int64_t workspace_bytes_cuda(const Problem& pb) {
   return items * pb.num_queries * (pb.dim + 2) * int64_t(compute_size(pb.dtype));
 }
 
+// How the work of a call is split: `chunk` tokens per block, `chunks` blocks per row, `items`
+// (row, chunk) partials in all, `K` queries.
+struct Split {
+  int64_t chunk, chunks, items;
+  int K;
+  explicit Split(const Problem& pb)
+      : chunk(chunk_tokens(pb)), chunks(num_chunks(pb, chunk)), items(pb.batch * chunks),
+        K(int(pb.num_queries)) {}
+};
+
 void forward_cuda(const Problem& pb, const void* z, const void* queries_t, void* out, void* lse,
                   void* workspace, void* stream) {
   if (pb.batch == 0 || pb.num_queries == 0) return;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const int64_t chunk = chunk_tokens(pb), chunks = num_chunks(pb, chunk);
-  const int64_t items = pb.batch * chunks;
-  const int K = int(pb.num_queries);
+  const Split sp(pb);
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = acc_t<T>;
     C* part_max = static_cast<C*>(workspace);
-    C* part_sum = part_max + items * K;
-    C* part_acc = part_sum + items * K;
+    C* part_sum = part_max + sp.items * sp.K;
+    C* part_acc = part_sum + sp.items * sp.K;
     if (pb.tokens > 0) {
-      const size_t base = aligned_bytes(sizeof(C) * (kTile * K + 3 * K) + sizeof(int) * kTile);
-      const size_t q_bytes = sizeof(C) * size_t(K) * size_t(pb.dim);
+      const size_t base = aligned_bytes(sizeof(C) * (kTile * sp.K + 3 * sp.K) + sizeof(int) * kTile);
+      const size_t q_bytes = sizeof(C) * size_t(sp.K) * size_t(pb.dim);
       const bool stage = q_bytes <= kQueryStageBytes && base + q_bytes <= kMaxSharedBytes;
       const size_t smem = base + (stage ? q_bytes : 0);
-      forward_partial_kernel<T, C><<<dim3(unsigned(chunks), grid_y(pb.batch)), kThreads, smem, s>>>(
+      forward_partial_kernel<T, C><<<dim3(unsigned(sp.chunks), grid_y(pb.batch)), kThreads, smem, as_stream(stream)>>>(
           static_cast<const T*>(z), static_cast<const C*>(queries_t), pb.mask, part_max, part_sum,
-          part_acc, pb.batch, pb.tokens, pb.dim, K, chunk, chunks, stage);
+          part_acc, pb.batch, pb.tokens, pb.dim, sp.K, sp.chunk, sp.chunks, stage);
       check_launch("attention_pool forward_partial_kernel");
     }
-    const int64_t pairs = pb.batch * K;
-    forward_merge_kernel<T, C><<<unsigned(std::min<int64_t>(pairs, int64_t(1) << 20)), kThreads, 0, s>>>(
+    const int64_t pairs = pb.batch * sp.K;
+    forward_merge_kernel<T, C><<<unsigned(std::min<int64_t>(pairs, int64_t(1) << 20)), kThreads, 0, as_stream(stream)>>>(
         part_max, part_sum, part_acc, static_cast<T*>(out), static_cast<C*>(lse), pb.batch, pb.dim,
-        K, pb.tokens > 0 ? chunks : 0);
+        sp.K, pb.tokens > 0 ? sp.chunks : 0);
     check_launch("attention_pool forward_merge_kernel");
   });
 }
@@ -404,27 +410,24 @@ void backward_cuda(const Problem& pb, const void* grad_out, const void* z, const
                    const void* out, const void* lse, void* grad_z, void* grad_queries_t,
                    void* workspace, void* stream) {
   if (pb.batch == 0 || pb.tokens == 0) return;  // grad_queries_t arrives zeroed
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const int64_t chunk = chunk_tokens(pb), chunks = num_chunks(pb, chunk);
-  const int64_t items = pb.batch * chunks;
-  const int K = int(pb.num_queries);
+  const Split sp(pb);
   dispatch_dtype(pb.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using C = acc_t<T>;
     C* part_dw = static_cast<C*>(workspace);
-    const size_t base = aligned_bytes(sizeof(C) * (2 * kTile * K + K) + sizeof(int) * kTile);
-    const size_t q_bytes = sizeof(C) * size_t(K) * size_t(pb.dim);
+    const size_t base = aligned_bytes(sizeof(C) * (2 * kTile * sp.K + sp.K) + sizeof(int) * kTile);
+    const size_t q_bytes = sizeof(C) * size_t(sp.K) * size_t(pb.dim);
     const bool stage = q_bytes <= kQueryStageBytes && base + q_bytes <= kMaxSharedBytes;
     const size_t smem = base + (stage ? q_bytes : 0);
-    backward_partial_kernel<T, C><<<dim3(unsigned(chunks), grid_y(pb.batch)), kThreads, smem, s>>>(
+    backward_partial_kernel<T, C><<<dim3(unsigned(sp.chunks), grid_y(pb.batch)), kThreads, smem, as_stream(stream)>>>(
         static_cast<const C*>(grad_out), static_cast<const T*>(z), static_cast<const C*>(queries_t),
         static_cast<const C*>(out), static_cast<const C*>(lse), pb.mask, static_cast<T*>(grad_z),
-        part_dw, pb.batch, pb.tokens, pb.dim, K, chunk, chunks, stage);
+        part_dw, pb.batch, pb.tokens, pb.dim, sp.K, sp.chunk, sp.chunks, stage);
     check_launch("attention_pool backward_partial_kernel");
-    const int64_t n = int64_t(K) * pb.dim;
+    const int64_t n = int64_t(sp.K) * pb.dim;
     if (n > 0) {
-      reduce_items_kernel<C><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, s>>>(  // n <= 64 * D
-          part_dw, static_cast<C*>(grad_queries_t), n, items);
+      reduce_items_kernel<C><<<unsigned((n + kThreads - 1) / kThreads), kThreads, 0, as_stream(stream)>>>(  // n <= 64 * D
+          part_dw, static_cast<C*>(grad_queries_t), n, sp.items);
       check_launch("attention_pool reduce_items_kernel");
     }
   });
