@@ -261,6 +261,31 @@ def test_mixed_batch_runs_the_same_operators_for_any_number_of_tenants():
     assert any(key == "fastprompt::gathered_linear" for key, _ in two)
 
 
+def test_hundreds_of_adapters_load_serve_and_unload(tmp_path):
+    wrapper = IAPTModel(tiny_llama(), bottleneck=4, adapter_name="t0")
+    perturb(wrapper.adapters["t0"], 0)
+    wrapper.save_pretrained(tmp_path / "saved")
+    for i in range(1, 128):
+        perturb(wrapper.add_adapter(f"t{i}", bottleneck=4), i)
+    memory = wrapper.adapter_memory()
+    assert len(memory) == 128 and len(set(memory.values())) == 1
+    assert memory["t0"] == sum(p.numel() * 4 for p in wrapper.adapters["t0"].parameters())
+    ids = torch.randint(3, VOCAB, (64, 5))
+    tenants = [f"t{2 * i + 1}" for i in range(64)]  # 64 distinct tenants
+    with torch.no_grad():
+        mixed = wrapper(input_ids=ids, tenant_ids=tenants).logits
+        for row in (0, 31, 63):
+            alone = wrapper(input_ids=ids[row:row + 1], tenant_ids=tenants[row]).logits
+            torch.testing.assert_close(mixed[row:row + 1], alone, rtol=1e-5, atol=1e-5)
+        # unload and load while serving
+        wrapper.delete_adapter("t1")
+        with pytest.raises(ValueError, match="tenant_ids: unknown adapter 't1'"):
+            wrapper(input_ids=ids, tenant_ids=tenants)
+        wrapper.load_adapter(tmp_path / "saved", adapter_name="t1")
+        again = wrapper(input_ids=ids[:1], tenant_ids=["t1"]).logits
+        torch.testing.assert_close(again, wrapper(input_ids=ids[:1], tenant_ids=["t0"]).logits)
+
+
 def test_save_load_round_trip_and_mismatch(tmp_path):
     wrapper = IAPTModel(tiny_llama(), bottleneck=8, rational_init="silu")
     perturb(wrapper.adapters["default"], 5)
