@@ -1,7 +1,8 @@
 """Multi-tenant serving benchmark on SmolLM2-135M-Instruct (the ``serving`` family of ``make bench``).
 
     python -m fastprompt.bench.serving [--quick] [--device cpu|cuda] [--markdown DIR] [--charts DIR]
-                                       [--output PREFIX] [--repeats N]
+                                       [--output PREFIX] [--repeats N] [--batch B ...]
+                                       [--new N ...] [--tenants N ...] [--adapters N]
 
 Greedy generation of ``new`` tokens (1: scoring, one prefill; 16: chat) for a batch of the
 shipped task's prompts in SmolLM2's chat template (about 60 tokens, left-padded), each row
@@ -12,7 +13,9 @@ served by one of ``tenants`` different adapters (rows assigned round-robin), by 
 - ``prompt_tuning``: fastprompt prompt tuning (20 soft tokens), ``tenant_ids``;
 - ``lora``: PEFT LoRA (r=8 on q_proj and v_proj), mixed through ``generate(adapter_names=...)``.
 
-Every provider has 64 adapters loaded; each on its own copy of the backbone. The providers of
+Every provider has 64 adapters loaded (``--adapters``); each on its own copy of the backbone.
+``--batch``, ``--new`` and ``--tenants`` replace the default grid (batch 16 and 64, 1 and 16 new
+tokens, 1 / 4 / 16 / 64 tenants, at most one tenant per row). The providers of
 one configuration are timed in alternating rounds after a warm-up call each; the median of
 ``repeats`` rounds is reported as time per call, tokens/s (B x new / time) and the ratio to the
 bare backbone. The adapters are untrained (the compute of a call does not depend on the
@@ -116,35 +119,42 @@ def measure(calls: Dict[str, callable], device: str, repeats: int) -> Dict[str, 
     return {name: sorted(t)[len(t) // 2] for name, t in samples.items()}
 
 
-def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADED_ADAPTERS, configs=None) -> dict:
+def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADED_ADAPTERS, configs=None,
+        on_row=None) -> dict:
     """Measures every configuration (default :func:`configurations`); returns the result dict
-    that :func:`markdown` and :func:`chart` render."""
+    that :func:`markdown` and :func:`chart` render (``on_row(result so far)`` after each one)."""
     models, tokenizer, memory = build_providers(device, adapters)
     pad = tokenizer.pad_token_id
     rows = []
     configs = configs or configurations(quick)
     total = sum(len(counts) for _, _, counts in configs)
     done = prompt_tokens = 0
+
+    def result(rows):
+        return {"device": device_name(device), "torch": torch.__version__,
+                "date": datetime.date.today().isoformat(), "prompt_tokens": prompt_tokens,
+                "bytes_per_adapter": memory, "loaded_adapters": adapters, "rows": list(rows), "versions": _versions()}
+
     for batch_size, new, counts in configs:
         batch = make_batch(tokenizer, batch_size, device)
         prompt_tokens = max(prompt_tokens, int(batch["input_ids"].shape[1]))
-        bare_time = None
         for tenants in counts:
             done += 1
             log(f"[{done}/{total}] serving B={batch_size} new={new} tenants={tenants} ...")
-            calls = {name: generate_call(name, models[name], batch, tenants, new, pad)
-                     for name in PROVIDERS if name != "bare" or bare_time is None}
+            # the bare backbone runs in every configuration's rounds: each ratio compares calls
+            # timed side by side
+            calls = {name: generate_call(name, models[name], batch, tenants, new, pad) for name in PROVIDERS}
             with torch.no_grad():
                 times = measure(calls, device, repeats)
-            bare_time = times.get("bare", bare_time)
-            for name, seconds in times.items():  # the bare backbone (no tenants): once per (batch, new)
-                rows.append({"batch": batch_size, "new_tokens": new, "tenants": tenants if name != "bare" else "-",
+            bare_time = times["bare"]
+            for name, seconds in times.items():
+                rows.append({"batch": batch_size, "new_tokens": new, "tenants": tenants,
                              "provider": name, "seconds": round(seconds, 4),
                              "tokens_per_s": round(batch_size * new / seconds, 1),
                              "x_bare": round(bare_time / seconds, 3)})
-    return {"device": device_name(device), "torch": torch.__version__, "date": datetime.date.today().isoformat(),
-            "prompt_tokens": prompt_tokens,
-            "bytes_per_adapter": memory, "loaded_adapters": adapters, "rows": rows, "versions": _versions()}
+            if on_row is not None:
+                on_row(result(rows))
+    return result(rows)
 
 
 def device_name(device: str) -> str:
@@ -166,7 +176,8 @@ def markdown(result: dict) -> str:
              f"{result['versions']['peft']}, {result['date']}. `python -m fastprompt.bench.serving`: prompts of "
              f"{result['prompt_tokens']} tokens or fewer (left-padded), {result['loaded_adapters']} adapters loaded "
              "per provider, rows assigned to `tenants` adapters round-robin; median of alternating rounds. "
-             "`x_bare`: the bare backbone's time / the provider's.", "",
+             "`x_bare`: the bare backbone's time / the provider's, timed in the same rounds (the bare row of "
+             "a configuration has no tenants; it is listed with the configuration it was timed with).", "",
              "| batch | new tokens | tenants | provider | s / call | tokens/s | x_bare |",
              "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -186,12 +197,12 @@ def chart(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(configs), figsize=(4.2 * len(configs), 3.6), squeeze=False)
     for ax, (batch, new) in zip(axes[0], configs):
         rows = [r for r in result["rows"] if r["batch"] == batch and r["new_tokens"] == new]
-        counts = sorted({r["tenants"] for r in rows if r["provider"] != "bare"})
+        counts = sorted({r["tenants"] for r in rows})
         for name in PROVIDERS[1:]:
             ys = [next(r["tokens_per_s"] for r in rows if r["provider"] == name and r["tenants"] == c) for c in counts]
             ax.plot(counts, ys, marker="o", label=name)
-        bare = next(r["tokens_per_s"] for r in rows if r["provider"] == "bare")
-        ax.axhline(bare, color="black", linestyle="--", linewidth=1, label="bare")
+        bare = [next(r["tokens_per_s"] for r in rows if r["provider"] == "bare" and r["tenants"] == c) for c in counts]
+        ax.plot(counts, bare, color="black", linestyle="--", linewidth=1, label="bare")
         ax.set_xscale("log", base=2)
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.set_title(f"batch {batch}, {new} new token{'s' if new > 1 else ''}")
@@ -213,18 +224,34 @@ def main(argv=None):
     parser.add_argument("--markdown", help="write DIR/serving_<device>.md")
     parser.add_argument("--charts", help="write DIR/serving_<device>.png")
     parser.add_argument("--output", help="write PREFIX.json")
+    parser.add_argument("--batch", nargs="+", type=int, help="batch sizes (replace the default grid)")
+    parser.add_argument("--new", nargs="+", type=int, help="new tokens per generation")
+    parser.add_argument("--tenants", nargs="+", type=int, help="distinct tenants per batch")
+    parser.add_argument("--adapters", type=int, default=LOADED_ADAPTERS, help="adapters loaded per provider")
     args = parser.parse_args(argv)
-    result = run(args.device, args.quick, args.repeats, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print(markdown(result))
+    configs = None
+    if args.batch or args.new or args.tenants:
+        grid = configurations(args.quick)
+        batches = args.batch or sorted({b for b, _, _ in grid})
+        news = args.new or sorted({n for _, n, _ in grid})
+        counts = args.tenants or sorted({c for _, _, cs in grid for c in cs})
+        configs = [(b, n, [c for c in counts if c <= min(b, args.adapters)]) for b in batches for n in news]
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
-    if args.markdown:
-        Path(args.markdown).mkdir(parents=True, exist_ok=True)
-        (Path(args.markdown) / f"serving_{kind}.md").write_text(markdown(result))
-    if args.charts:
-        Path(args.charts).mkdir(parents=True, exist_ok=True)
-        chart(result, Path(args.charts) / f"serving_{kind}.png")
-    if args.output:
-        Path(args.output + ".json").write_text(json.dumps(result, indent=1))
+
+    def write(result):  # after every configuration, so an interrupted run keeps what it measured
+        if args.markdown:
+            Path(args.markdown).mkdir(parents=True, exist_ok=True)
+            (Path(args.markdown) / f"serving_{kind}.md").write_text(markdown(result))
+        if args.charts:
+            Path(args.charts).mkdir(parents=True, exist_ok=True)
+            chart(result, Path(args.charts) / f"serving_{kind}.png")
+        if args.output:
+            Path(args.output + ".json").write_text(json.dumps(result, indent=1))
+
+    result = run(args.device, args.quick, args.repeats, log=lambda msg: print(msg, file=sys.stderr, flush=True),
+                 adapters=args.adapters, configs=configs, on_row=write)
+    print(markdown(result))
+    write(result)
 
 
 if __name__ == "__main__":
