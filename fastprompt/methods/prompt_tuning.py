@@ -500,7 +500,7 @@ class PromptTuningModel(AdapterModel):
                                  f"{num_labels}) for multi-label targets, got {tuple(labels.shape)}")
 
     # ---- calls -------------------------------------------------------------------------------
-    def _rows_of(self, input_ids, inputs_embeds):
+    def _batch_size_and_device(self, input_ids, inputs_embeds):
         """(batch size, device) of a call's input."""
         source = input_ids if isinstance(input_ids, torch.Tensor) else inputs_embeds
         if not isinstance(source, torch.Tensor) or source.dim() < 2:
@@ -526,7 +526,7 @@ class PromptTuningModel(AdapterModel):
         if kwargs.pop("instruction_mask", None) is not None:
             warn_once(self, "instruction_mask", f"instruction_mask: {type(self).__name__} does not use an "
                        "instruction mask (the soft prompt is the same for every input); it is ignored", stacklevel=3)
-        with self._serving(tenant_ids, *self._rows_of(input_ids, inputs_embeds)):
+        with self._serving(tenant_ids, *self._batch_size_and_device(input_ids, inputs_embeds)):
             return self._forward(input_ids, attention_mask, inputs_embeds, labels, token_type_ids, position_ids,
                                  kwargs)
 
@@ -641,7 +641,7 @@ class PromptTuningModel(AdapterModel):
         if input_ids is None:
             raise ValueError("input_ids: generate() needs input_ids")
         kwargs.pop("instruction_mask", None)
-        with self._serving(tenant_ids, *self._rows_of(input_ids, None)):
+        with self._serving(tenant_ids, *self._batch_size_and_device(input_ids, None)):
             return self._generate(input_ids, attention_mask, kwargs)
 
     def _generate(self, input_ids, attention_mask, kwargs):
