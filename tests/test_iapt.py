@@ -5,6 +5,7 @@ import torch
 
 import fastprompt
 from fastprompt.methods import IAPTModel
+from fastprompt.methods.iapt import find_layers
 from fastprompt.reference import iapt_generator_ref_from_module
 
 import transformers  # noqa: E402
@@ -222,6 +223,73 @@ def test_generate_per_row_equals_each_generator_with_gradients():
         generate_per_row([generators[0], fastprompt.nn.IAPTPromptGenerator(24, 5, 3)], index[:2], hidden[:2])
 
 
+def test_stacked_generators_share_storage_with_the_parameters():
+    from fastprompt.nn.iapt import StackedGenerators, generate_per_row
+
+    torch.manual_seed(1)
+    generators = [fastprompt.nn.IAPTPromptGenerator(16, 4, 2) for _ in range(3)]
+    for i, g in enumerate(generators):
+        perturb(g, 20 + i, scale=0.2)
+    index = torch.tensor([1, 2, 0, 1])
+    hidden = torch.randn(4, 5, 16)
+    expected = generate_per_row(generators, index, hidden).detach()
+    stack = StackedGenerators(generators)
+    assert stack.is_current() and len(stack) == 3
+    assert generators[1].up.weight.data_ptr() == stack.tensors[("up", "weight")][1].data_ptr()
+    with torch.no_grad():
+        torch.testing.assert_close(generate_per_row(stack, index, hidden), expected)
+        generators[0].up.bias.add_(1.0)  # an in-place update (an optimizer step) is seen by the stack
+        moved = generate_per_row(stack, index, hidden)
+    torch.testing.assert_close(moved[2], expected[2] + 1.0)
+    torch.testing.assert_close(moved[[0, 1, 3]], expected[[0, 1, 3]])
+    generate_per_row(stack, index, hidden).sum().backward()  # with autograd: gradients reach the parameters
+    assert all(p.grad is not None for g in generators for p in g.parameters())
+    generators[2].down.weight.data = generators[2].down.weight.data.clone()
+    assert not stack.is_current()
+    with pytest.raises(ValueError, match="a parameter appears in two of the generators"):
+        StackedGenerators([generators[0], generators[0]])
+
+
+def test_serving_stacks_follow_training_loading_and_unloading(tmp_path):
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, adapter_name="a")
+    perturb(wrapper.adapters["a"], 1)
+    perturb(wrapper.add_adapter("b", bottleneck=8), 2)
+    ids = torch.randint(3, VOCAB, (4, 6))
+    tenants = ["a", "b", "b", "a"]
+
+    def check_against_alone():
+        with torch.no_grad():
+            mixed = wrapper(input_ids=ids, tenant_ids=tenants).logits
+            for row, name in enumerate(tenants):
+                alone = wrapper(input_ids=ids[row:row + 1], tenant_ids=[name]).logits
+                torch.testing.assert_close(mixed[row:row + 1], alone, rtol=1e-5, atol=1e-5)
+
+    check_against_alone()
+    down = wrapper.adapters["b"].generators[0].down.weight
+    assert down.untyped_storage().nbytes() == 2 * down.numel() * 4  # a row of the stack of a and b
+    # train b between serving calls: the stacks see the optimizer's in-place updates
+    wrapper.set_active_adapter("b")
+    optimizer = torch.optim.AdamW(wrapper.adapters["b"].parameters(), lr=0.05)
+    wrapper(input_ids=ids).logits.pow(2).mean().backward()
+    optimizer.step()
+    check_against_alone()
+    wrapper.save_pretrained(tmp_path / "b", adapter_name="b")
+    perturb(wrapper.add_adapter("c", bottleneck=8), 3)
+    tenants[2] = "c"
+    check_against_alone()
+    wrapper.delete_adapter("c")  # leaving frees the stack: every parameter has its own storage again
+    assert down.untyped_storage().nbytes() == down.numel() * 4
+    wrapper.load_adapter(tmp_path / "b", adapter_name="a")
+    tenants[2] = "b"
+    check_against_alone()
+    with torch.no_grad():
+        torch.testing.assert_close(wrapper(input_ids=ids, tenant_ids=["a"] * 4).logits,
+                                   wrapper(input_ids=ids, tenant_ids=["b"] * 4).logits)
+    wrapper.double()  # moving the model moves the parameters out of their stacks
+    ids_logits = wrapper(input_ids=ids, tenant_ids=tenants).logits
+    assert ids_logits.dtype == torch.float64
+
+
 def test_mixed_batch_trains_each_adapter_as_alone_and_mixes_generator_shapes():
     wrapper = IAPTModel(tiny_llama(), bottleneck=8, adapter_name="a")
     perturb(wrapper.adapters["a"], 1)
@@ -255,6 +323,7 @@ def test_mixed_batch_runs_the_same_operators_for_any_number_of_tenants():
             wrapper(input_ids=ids, tenant_ids=tenants)
         return sorted((e.key, e.count) for e in prof.key_averages())
 
+    operators([f"t{i}" for i in range(8)])  # the first call without autograd stacks the generators
     two = operators([f"t{i % 2}" for i in range(8)])
     eight = operators([f"t{i}" for i in range(8)])
     assert two == eight
@@ -416,6 +485,31 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append([p.grad for p in wrapper.trainable_parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("gate", ["attention", "none"])
+@pytest.mark.parametrize("backbone", ["llama", "gpt2"])
+def test_inference_runs_the_mlp_on_real_positions_only_with_the_same_outputs(backbone, gate):
+    make = {"llama": tiny_llama, "gpt2": tiny_gpt2}[backbone]
+    wrapper = IAPTModel(make(), bottleneck=8, gate=gate)
+    perturb(wrapper.adapters["default"], 4)
+    ids = torch.randint(3, VOCAB, (3, 7), generator=torch.Generator().manual_seed(2))
+    am = torch.ones_like(ids)
+    am[0, :2] = 0
+    rows_seen = []
+    layers, _, _ = find_layers(wrapper.base_model)
+    hook = layers[0].mlp.register_forward_hook(lambda m, args, out: rows_seen.append(args[0].shape[:2]))
+    try:
+        with_grad = wrapper(input_ids=ids, attention_mask=am, output_hidden_states=True)
+        with torch.no_grad():
+            without = wrapper(input_ids=ids, attention_mask=am, output_hidden_states=True)
+    finally:
+        hook.remove()
+    k = wrapper.num_tokens
+    assert rows_seen == [torch.Size([3, 7 + k]), torch.Size([3, 7])]
+    torch.testing.assert_close(without.logits, with_grad.logits.detach(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(without.hidden_states, with_grad.hidden_states):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
 
 
 # ---- do no harm at initialisation ----------------------------------------------------------------

@@ -16,9 +16,11 @@ served by one of ``tenants`` different adapters (rows assigned round-robin), by 
 Every provider has 64 adapters loaded (``--adapters``); each on its own copy of the backbone.
 ``--batch``, ``--new`` and ``--tenants`` replace the default grid (batch 16 and 64, 1 and 16 new
 tokens, 1 / 4 / 16 / 64 tenants, at most one tenant per row). The providers of
-one configuration are timed in alternating rounds after a warm-up call each; the median of
-``repeats`` rounds is reported as time per call, tokens/s (B x new / time) and the ratio to the
-bare backbone. The adapters are untrained (the compute of a call does not depend on the
+one configuration are timed in ``repeats`` rounds after a warm-up call each (a round calls each
+provider once, in reversed order every other round); reported are the median time per call,
+tokens/s (B x new / time) and the median over rounds of the ratio to the bare backbone's call of
+the same round (its range too: this machine's speed drifts by several percent within
+minutes). The adapters are untrained (the compute of a call does not depend on the
 weights). Writes ``DIR/serving_<device>.md`` and a chart of tokens/s against the number of
 tenants.
 """
@@ -104,19 +106,28 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(calls: Dict[str, callable], device: str, repeats: int) -> Dict[str, float]:
-    """Median seconds per call of each provider, timed in alternating rounds after one warm-up."""
+def measure(calls: Dict[str, callable], device: str, repeats: int) -> Dict[str, List[float]]:
+    """Seconds per call of each provider in each of ``repeats`` rounds, after one warm-up call
+    each. A round runs every provider once, in reversed order every other round, so that a slow
+    drift of the machine's speed does not favour a provider."""
     samples: Dict[str, List[float]] = {name: [] for name in calls}
     for name, call in calls.items():
         call()
-    for _ in range(repeats):
-        for name, call in calls.items():
+    names = list(calls)
+    for round_index in range(repeats):
+        for name in (names if round_index % 2 == 0 else names[::-1]):
             _sync(device)
             start = time.perf_counter()
-            call()
+            calls[name]()
             _sync(device)
             samples[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in samples.items()}
+    return samples
+
+
+def _median(values: List[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADED_ADAPTERS, configs=None,
@@ -133,7 +144,8 @@ def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADE
     def result(rows):
         return {"device": device_name(device), "torch": torch.__version__,
                 "date": datetime.date.today().isoformat(), "prompt_tokens": prompt_tokens,
-                "bytes_per_adapter": memory, "loaded_adapters": adapters, "rows": list(rows), "versions": _versions()}
+                "bytes_per_adapter": memory, "loaded_adapters": adapters, "repeats": repeats, "rows": list(rows),
+                "versions": _versions()}
 
     for batch_size, new, counts in configs:
         batch = make_batch(tokenizer, batch_size, device)
@@ -145,13 +157,16 @@ def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADE
             # timed side by side
             calls = {name: generate_call(name, models[name], batch, tenants, new, pad) for name in PROVIDERS}
             with torch.no_grad():
-                times = measure(calls, device, repeats)
-            bare_time = times["bare"]
-            for name, seconds in times.items():
+                samples = measure(calls, device, repeats)
+            for name, times in samples.items():
+                seconds = _median(times)
+                # the ratio of each round's calls, which ran side by side, then the median over rounds
+                ratios = [b / t for b, t in zip(samples["bare"], times)]
                 rows.append({"batch": batch_size, "new_tokens": new, "tenants": tenants,
                              "provider": name, "seconds": round(seconds, 4),
                              "tokens_per_s": round(batch_size * new / seconds, 1),
-                             "x_bare": round(bare_time / seconds, 3)})
+                             "x_bare": round(_median(ratios), 3),
+                             "x_bare_range": [round(min(ratios), 3), round(max(ratios), 3)]})
             if on_row is not None:
                 on_row(result(rows))
     return result(rows)
@@ -175,14 +190,17 @@ def markdown(result: dict) -> str:
              f"torch {result['torch']}, transformers {result['versions']['transformers']}, peft "
              f"{result['versions']['peft']}, {result['date']}. `python -m fastprompt.bench.serving`: prompts of "
              f"{result['prompt_tokens']} tokens or fewer (left-padded), {result['loaded_adapters']} adapters loaded "
-             "per provider, rows assigned to `tenants` adapters round-robin; median of alternating rounds. "
-             "`x_bare`: the bare backbone's time / the provider's, timed in the same rounds (the bare row of "
-             "a configuration has no tenants; it is listed with the configuration it was timed with).", "",
-             "| batch | new tokens | tenants | provider | s / call | tokens/s | x_bare |",
-             "|---|---|---|---|---|---|---|"]
+             f"per provider, rows assigned to `tenants` adapters round-robin; {result.get('repeats', '?')} rounds, each "
+             "running every provider once (in reversed order every other round), after a warm-up call each. "
+             "`s / call`: the median over rounds. `x_bare`: the median over rounds of the bare backbone's "
+             "time / the provider's in the same round, with its lowest and highest round (the bare row of a "
+             "configuration has no tenants; it is listed with the configuration it was timed with).", "",
+             "| batch | new tokens | tenants | provider | s / call | tokens/s | x_bare | x_bare range |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        low, high = r.get("x_bare_range", (r["x_bare"], r["x_bare"]))
         lines.append(f"| {r['batch']} | {r['new_tokens']} | {r['tenants']} | {r['provider']} | {r['seconds']} | "
-                     f"{r['tokens_per_s']} | {r['x_bare']} |")
+                     f"{r['tokens_per_s']} | {r['x_bare']} | {low}-{high} |")
     lines += ["", "Bytes per adapter: " + ", ".join(f"{k} {v:,}" for k, v in result["bytes_per_adapter"].items()), ""]
     return "\n".join(lines)
 
@@ -220,7 +238,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="batch 4, 1 and 4 tenants, 1 and 4 new tokens")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--markdown", help="write DIR/serving_<device>.md")
     parser.add_argument("--charts", help="write DIR/serving_<device>.png")
     parser.add_argument("--output", help="write PREFIX.json")

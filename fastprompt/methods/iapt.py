@@ -56,7 +56,7 @@ from torch import nn
 
 from fastprompt.methods.base import (AdapterConfig, AdapterModel, AdapterNotFoundError, hidden_size,  # noqa: F401
                                      replace_sequences, takes_logits_to_keep, warn_once)
-from fastprompt.nn.iapt import IAPTPromptGenerator, generate_per_row, generator_shape
+from fastprompt.nn.iapt import IAPTPromptGenerator, StackedGenerators, generate_per_row, generator_shape
 
 # Default AdamW learning rate of the generators (see IAPTModel.param_groups); the gates use
 # GATE_LR_SCALE times it.
@@ -312,34 +312,47 @@ class _Batch:
         self.length = soft_mask.shape[1]
         self.caching = False                      # generate(): keep the soft keys / values of the prefill
         self.decode_kv = {}                       # layer -> (scaled keys (B, H, dh, K), gated values (B, H, K, dh))
+        self.mlp_rows = None                      # (B, T', d) gather index of the MLP call in progress
+
+    def real_columns(self, length: int) -> torch.Tensor:
+        """(B, length - K) long: the positions of a (B, length) sequence that are not reserved."""
+        k = self.soft_positions.shape[1]
+        cols = torch.arange(length - k, device=self.start.device).unsqueeze(0)
+        return cols + k * (cols >= self.start.unsqueeze(1))
 
 
 class _Tenants:
     """The adapters of a batch's rows: ``names`` (the A adapters used, in order of first row),
     ``row_adapter`` (B,) long index into names (None for one adapter), and ``families``: the
     adapters whose generators run in one batched call (same shapes and input handling), each as
-    (names, rows (LongTensor, or None for the whole batch), index of each of those rows into names)."""
+    (names, rows (LongTensor, or None for the whole batch), index of each of those rows into the
+    family's names, per-layer :class:`StackedGenerators` over those names or None).
 
-    def __init__(self, adapters, row_names: List[str], device):
+    ``serving``: None (a family holds the adapters its rows use), or a function kind ->
+    (names, stacks) giving every loaded adapter of that kind with its stacked generators (calls
+    without autograd then read the stored stacks instead of stacking per call)."""
+
+    def __init__(self, adapters, row_names: List[str], device, serving=None):
         self.names = list(dict.fromkeys(row_names))
         position = {name: i for i, name in enumerate(self.names)}
         if len(self.names) == 1:
             self.row_adapter = None
-            self.families = [(self.names, None, None)]
+            self.families = [(self.names, None, None, None)]
             return
         self.row_adapter = torch.tensor([position[n] for n in row_names], dtype=torch.long, device=device)
         by_kind: Dict[tuple, List[str]] = {}
         for name in self.names:
             by_kind.setdefault(_generator_kind(adapters[name]), []).append(name)
-        if len(by_kind) == 1:
-            self.families = [(self.names, None, self.row_adapter)]
-            return
         self.families = []
-        for names in by_kind.values():
+        for kind, names in by_kind.items():
+            stacks = None
+            if serving is not None:
+                names, stacks = serving(kind)
             local = {name: i for i, name in enumerate(names)}
             rows = [r for r, n in enumerate(row_names) if n in local]
-            self.families.append((names, torch.tensor(rows, dtype=torch.long, device=device),
-                                  torch.tensor([local[row_names[r]] for r in rows], dtype=torch.long, device=device)))
+            index = torch.tensor([local[row_names[r]] for r in rows], dtype=torch.long, device=device)
+            rows = None if len(by_kind) == 1 else torch.tensor(rows, dtype=torch.long, device=device)
+            self.families.append((names, rows, index, stacks))
 
 
 def _generator_kind(adapter: IAPTAdapter) -> tuple:
@@ -402,8 +415,10 @@ class IAPTModel(AdapterModel):
         cfg = model.config
         self.num_heads = int(getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 0) or 0)
         self._batch: Optional[_Batch] = None
+        self._stacks: Dict[tuple, tuple] = {}  # generator kind -> (names, per-layer StackedGenerators)
         self._hooks = [layer.register_forward_pre_hook(self._make_hook(i), with_kwargs=True)
                        for i, layer in enumerate(layers)]
+        self._install_mlp_skip(layers)
         self._install_attention(layers)
         self._logits_to_keep_rows = self.kind == "decoder" and _takes_per_row_logits_to_keep(model)
         self.add_adapter(adapter_name, config, **config_kwargs)
@@ -439,6 +454,41 @@ class IAPTModel(AdapterModel):
             local._attn_implementation_internal = ATTENTION_NAME
             attn.config = local
         self._attention_ok = True
+
+    def _install_mlp_skip(self, layers) -> None:
+        """Without autograd, a decoder layer's MLP runs on the real positions only: whatever it
+        computes at a reserved position is replaced by the next layer's soft tokens (or, after the
+        last layer, removed from the outputs), and the MLP is per token. The MLP then multiplies as
+        many rows as in the bare model."""
+        if self.kind != "decoder":
+            return
+        for layer in layers:
+            mlp = getattr(layer, "mlp", None)
+            # the transformers MLP blocks (LlamaMLP, Qwen2MLP, GPT2MLP, ...) map (B, T, d) to (B, T, d)
+            if isinstance(mlp, nn.Module) and type(mlp).__name__.endswith("MLP"):
+                self._hooks.append(mlp.register_forward_pre_hook(self._mlp_real_rows))
+                self._hooks.append(mlp.register_forward_hook(self._mlp_scatter_back))
+
+    def _mlp_real_rows(self, module, args):
+        batch = self._batch
+        if batch is None or torch.is_grad_enabled() or len(args) != 1:
+            return None
+        hidden = args[0]
+        if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or hidden.shape[1] < batch.length \
+                or hidden.shape[0] != batch.soft_mask.shape[0]:
+            return None  # a decoding step: no reserved positions in it
+        rows = batch.real_columns(hidden.shape[1]).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        batch.mlp_rows = rows
+        return (hidden.gather(1, rows),)
+
+    def _mlp_scatter_back(self, module, args, output):
+        batch = self._batch
+        rows = batch.mlp_rows if batch is not None else None
+        if rows is None:
+            return None
+        batch.mlp_rows = None
+        length = rows.shape[1] + self.num_tokens
+        return output.new_zeros(output.shape[0], length, output.shape[-1]).scatter_(1, rows, output)
 
     # ---- adapters ----------------------------------------------------------------------------
     @property
@@ -553,12 +603,42 @@ class IAPTModel(AdapterModel):
     def _tenants(self, tenant_ids, batch: int, device) -> _Tenants:
         if tenant_ids is None:
             return _Tenants(self.adapters, [self.active_adapter], device)
-        tenants = _Tenants(self.adapters, self.tenant_names(tenant_ids, batch), device)
+        serving = None if torch.is_grad_enabled() else self._serving_stacks
+        tenants = _Tenants(self.adapters, self.tenant_names(tenant_ids, batch), device, serving)
         with_modules = [n for n in tenants.names if self.adapters[n].config.modules_to_save]
         if with_modules and len(tenants.names) > 1:
             raise ValueError(f"tenant_ids: adapters with modules_to_save ({with_modules}) replace backbone "
                              "modules and cannot share a batch with other adapters; run them separately")
         return tenants
+
+    def _serving_stacks(self, kind: tuple):
+        """(names, per-layer StackedGenerators) of every loaded adapter of generator ``kind``,
+        stacked on first use and again after adapters of that kind were added, removed or moved."""
+        names = [n for n, adapter in self.adapters.items() if _generator_kind(adapter) == kind]
+        cached = self._stacks.get(kind)
+        if cached is None or cached[0] != names or not cached[1][0].is_current():
+            storage = {}  # parameters shared across layers (share_projections) are stacked once
+            stacks = [StackedGenerators([self.adapters[n].generators[layer] for n in names], storage)
+                      for layer in range(self.num_layers)]
+            self._stacks[kind] = cached = (names, stacks)
+        return cached
+
+    def _release_stacks(self) -> None:
+        """Give every stacked parameter its own storage again, so that the stacks are freed (an
+        adapter that leaves would otherwise keep its rows alive until the next restacking)."""
+        with torch.no_grad():
+            for _, stacks in self._stacks.values():
+                for p in {id(p): p for stack in stacks for g in stack.generators for p in g.parameters()}.values():
+                    p.data = p.data.clone()
+        self._stacks = {}
+
+    def delete_adapter(self, name: str) -> None:
+        super().delete_adapter(name)
+        self._release_stacks()
+
+    def _apply(self, fn, *args, **kwargs):
+        self._stacks = {}  # moved parameters leave their stacks
+        return super()._apply(fn, *args, **kwargs)
 
     def _insert_positions(self, input_ids, attention_mask, instruction):
         """Where the K reserved positions go: (soft mask (B, L), source index (B, L), start (B,))
@@ -695,9 +775,10 @@ class IAPTModel(AdapterModel):
             return args, kwargs
         return hook
 
-    def _generate_tokens(self, adapters: List[IAPTAdapter], index, layer_index: int, hidden, mask):
+    def _generate_tokens(self, adapters: List[IAPTAdapter], index, layer_index: int, hidden, mask, stack=None):
         """Soft tokens (b, K, d) of the rows of ``hidden`` (b, T, d), row i from adapter
-        ``adapters[index[i]]`` (index None: one adapter), in one batched computation."""
+        ``adapters[index[i]]`` (index None: one adapter), in one batched computation (``stack``:
+        the layer's StackedGenerators over ``adapters``, or None to stack per call)."""
         cfg = adapters[0].config
         generator = adapters[0].generators[layer_index]
         dtype = generator.down.weight.dtype
@@ -709,8 +790,8 @@ class IAPTModel(AdapterModel):
         if index is None:
             tokens = generator(hidden.to(dtype), mask, input_scale=input_scale)  # (b, K, d)
         else:
-            tokens = generate_per_row([a.generators[layer_index] for a in adapters], index, hidden.to(dtype), mask,
-                                      input_scale=input_scale)
+            generators = stack if stack is not None else [a.generators[layer_index] for a in adapters]
+            tokens = generate_per_row(generators, index, hidden.to(dtype), mask, input_scale=input_scale)
         if cfg.token_scale == "hidden_rms":
             with torch.no_grad():
                 rms = mean_square.detach().squeeze(-1).sqrt()  # (b, T)
@@ -726,13 +807,14 @@ class IAPTModel(AdapterModel):
         if extra:
             mask = torch.nn.functional.pad(mask, (0, extra), value=False)
         tokens = None
-        for names, rows, index in batch.tenants.families:
+        for names, rows, index, stacks in batch.tenants.families:
             adapters = [self.adapters[name] for name in names]
+            stack = stacks[layer_index] if stacks is not None else None
             if rows is None:
-                return self._generate_tokens(adapters, index, layer_index, hidden, mask)
+                return self._generate_tokens(adapters, index, layer_index, hidden, mask, stack)
             # adapters of different generator shapes: one batched call per shape
             part = self._generate_tokens(adapters, index, layer_index, hidden.index_select(0, rows),
-                                         mask.index_select(0, rows))
+                                         mask.index_select(0, rows), stack)
             if tokens is None:
                 tokens = part.new_zeros(hidden.shape[0], part.shape[1], part.shape[2])
             tokens = tokens.index_copy(0, rows, part)
@@ -776,8 +858,7 @@ class IAPTModel(AdapterModel):
         if self._logits_to_keep_rows and kwargs.get("logits_to_keep") is None:
             # the LM head projects the caller's positions only: column j of input_ids sits at
             # position j before the reserved block and at j + K after it
-            cols = torch.arange(length, device=input_ids.device)
-            kwargs["logits_to_keep"] = cols + self.num_tokens * (cols >= batch.start.unsqueeze(1))
+            kwargs["logits_to_keep"] = batch.real_columns(length + self.num_tokens)
         self._batch = batch
         try:
             output = self.base_model(**inputs, **kwargs)

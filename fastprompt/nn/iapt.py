@@ -71,7 +71,91 @@ def generator_shape(generator: IAPTPromptGenerator) -> tuple:
             generator.down.weight.dtype)
 
 
-def generate_per_row(generators: Sequence[IAPTPromptGenerator], index: torch.Tensor, hidden: torch.Tensor,
+# the parameters of a generator, as (submodule, attribute); a bias may be None
+GENERATOR_PARAMETERS = (("down", "weight"), ("down", "bias"), ("pool", "queries"), ("activation", "numerator"),
+                        ("activation", "denominator"), ("up", "weight"), ("up", "bias"))
+
+
+def _check_one_shape(generators: Sequence[IAPTPromptGenerator]) -> None:
+    if not generators:
+        raise ValueError("generators: expected at least one generator")
+    first = generator_shape(generators[0])
+    if any(generator_shape(g) != first for g in generators[1:]):
+        raise ValueError("generators: expected generators of one shape (d_model, bottleneck, num_tokens, "
+                         "rational degrees and form, biases, dtype) to run them in one batched call")
+
+
+def _parameter(generator: IAPTPromptGenerator, field) -> torch.Tensor:
+    return getattr(getattr(generator, field[0]), field[1])
+
+
+class StackedGenerators:
+    """Generators of one :func:`generator_shape` whose parameters live in stacked tensors.
+
+    Building it moves every parameter of ``generators[a]`` into row ``a`` of one (A, ...) tensor
+    per parameter kind (the parameter becomes a view of that row: no copy is kept, and optimizer
+    steps, ``load_state_dict`` and other in-place updates are seen through both). Without autograd,
+    :func:`generate_per_row` then reads the stacked tensors directly instead of stacking the
+    generators' parameters on every call. A parameter shared by several generators lists (the
+    shared projections of :class:`fastprompt.methods.IAPTModel`) is stacked once: pass the same
+    ``storage`` dict to the stacks that share it.
+
+    Moving or re-assigning a parameter afterwards (``.to()``, ``param.data = ...``) detaches it
+    from the stack; :meth:`is_current` tells (it checks each generator's down-projection).
+    """
+
+    def __init__(self, generators: Sequence[IAPTPromptGenerator], storage: dict = None):
+        self.generators = list(generators)
+        _check_one_shape(self.generators)
+        storage = {} if storage is None else storage
+        self.tensors = {}
+        for field in GENERATOR_PARAMETERS:
+            params = [_parameter(g, field) for g in self.generators]
+            if params[0] is None:
+                self.tensors[field] = None
+                continue
+            key = tuple(id(p) for p in params)
+            if len(set(key)) != len(key):
+                raise ValueError("generators: a parameter appears in two of the generators; stack distinct ones")
+            if key not in storage:
+                with torch.no_grad():
+                    stacked = torch.stack([p.detach() for p in params])
+                for row, p in enumerate(params):
+                    p.data = stacked[row]
+                storage[key] = stacked
+            self.tensors[field] = storage[key]
+        self._anchors = [(g.down, g.down.weight, g.down.weight.data_ptr()) for g in self.generators]
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def is_current(self) -> bool:
+        """Whether the generators' parameters are still the rows of the stacked tensors."""
+        return all(module.weight is weight and weight.data_ptr() == ptr for module, weight, ptr in self._anchors)
+
+    def stacked(self, field) -> torch.Tensor:
+        """(A, ...) the parameter ``field`` of every generator: the stored stack without autograd,
+        a differentiable ``torch.stack`` of the parameters with it."""
+        tensor = self.tensors[field]
+        if tensor is not None and torch.is_grad_enabled() \
+                and any(_parameter(g, field).requires_grad for g in self.generators):
+            return torch.stack([_parameter(g, field) for g in self.generators])
+        return tensor
+
+
+class _ListOfGenerators:
+    """The parameters of a list of generators, stacked on each call (no storage is moved)."""
+
+    def __init__(self, generators: Sequence[IAPTPromptGenerator]):
+        self.generators = list(generators)
+        _check_one_shape(self.generators)
+
+    def stacked(self, field) -> torch.Tensor:
+        params = [_parameter(g, field) for g in self.generators]
+        return None if params[0] is None else torch.stack(params)
+
+
+def generate_per_row(generators, index: torch.Tensor, hidden: torch.Tensor,
                      mask: torch.Tensor = None, input_scale: torch.Tensor = None) -> torch.Tensor:
     """The soft tokens of every row from its own generator, in one batched computation.
 
@@ -82,35 +166,29 @@ def generate_per_row(generators: Sequence[IAPTPromptGenerator], index: torch.Ten
     respect to every generator's parameters.
 
     Args:
-        generators: A generators of one :func:`generator_shape`.
+        generators: A generators of one :func:`generator_shape`: a sequence (their parameters are
+            stacked on each call), or a :class:`StackedGenerators` (stacked once, for serving).
         index: (B,) int64, values in [0, A).
         hidden, mask, input_scale: as :meth:`IAPTPromptGenerator.forward`.
 
     Returns: (B, K, d_model).
     """
-    first = generators[0]
-    if any(generator_shape(g) != generator_shape(first) for g in generators[1:]):
-        raise ValueError("generators: expected generators of one shape (d_model, bottleneck, num_tokens, "
-                         "rational degrees and form, biases, dtype) to run them in one batched call")
+    stack = generators if isinstance(generators, StackedGenerators) else _ListOfGenerators(generators)
+    first = stack.generators[0]
     if hidden.dim() != 3 or hidden.shape[-1] != first.d_model:
         raise ValueError(f"hidden: expected shape (batch, tokens, {first.d_model}), got {tuple(hidden.shape)}")
-
-    def stacked(get):
-        return torch.stack([get(g) for g in generators])
-
-    down_bias = stacked(lambda g: g.down.bias) if first.down.bias is not None else None
+    down_weight, down_bias, queries, numerator, denominator, up_weight, up_bias = (
+        stack.stacked(field) for field in GENERATOR_PARAMETERS)
     if input_scale is None:
-        z = gathered_linear(hidden, stacked(lambda g: g.down.weight), down_bias, index)
+        z = gathered_linear(hidden, down_weight, down_bias, index)
     else:
-        z = gathered_linear(hidden, stacked(lambda g: g.down.weight), None, index) * input_scale
+        z = gathered_linear(hidden, down_weight, None, index) * input_scale
         if down_bias is not None:
             z = z + down_bias.index_select(0, index).unsqueeze(1)
-    pooled = attention_pool(z, stacked(lambda g: g.pool.queries).index_select(0, index), mask)  # (B, K, r)
+    pooled = attention_pool(z, queries.index_select(0, index), mask)  # (B, K, r)
     batch, k, r = pooled.shape
     # one coefficient group per row: channel b * r + j of the (K, B * r) view belongs to row b
-    numerator = stacked(lambda g: g.activation.numerator).index_select(0, index).flatten(1)
-    denominator = stacked(lambda g: g.activation.denominator).index_select(0, index).flatten(1)
-    activated = rational(pooled.transpose(0, 1).reshape(k, batch * r), numerator, denominator,
+    activated = rational(pooled.transpose(0, 1).reshape(k, batch * r), numerator.index_select(0, index).flatten(1),
+                         denominator.index_select(0, index).flatten(1),
                          first.activation.form).reshape(k, batch, r).transpose(0, 1)
-    up_bias = stacked(lambda g: g.up.bias) if first.up.bias is not None else None
-    return gathered_linear(activated, stacked(lambda g: g.up.weight), up_bias, index)
+    return gathered_linear(activated, up_weight, up_bias, index)
