@@ -242,8 +242,10 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
     if k_soft.shape[1] != h:  # grouped-query attention
         k_soft = k_soft.repeat_interleave(h // k_soft.shape[1], dim=1)
         v_soft = v_soft.repeat_interleave(h // v_soft.shape[1], dim=1)
-    scores = torch.matmul(query, k_soft.transpose(-1, -2)).float() * scaling
-    probs = torch.softmax(scores, dim=-1)
+    # (B, H, K, Tq): the softmax over the K soft tokens then runs along a non-innermost axis,
+    # vectorised over the queries (a softmax over an innermost axis of size K is about ten times slower)
+    scores = torch.matmul(k_soft, query.transpose(-1, -2)).float() * scaling
+    probs = torch.softmax(scores, dim=-2)
     dropout = kwargs.get("dropout", 0.0)
     if dropout and module.training:
         probs = nn.functional.dropout(probs, p=dropout)
@@ -253,11 +255,11 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
         sees = nn.functional.pad(batch.sees_soft, (0, tq - batch.length), value=True)
     else:  # a decoding step
         sees = None
-    # gate and query mask scale the (B, H, Tq, K) probabilities, K << head_dim
+    # gate and query mask scale the (B, H, K, Tq) probabilities, K << head_dim
     g = gate.to(probs.dtype)
     g = g.view(1, h, 1, 1) if g.dim() == 1 else g.view(b, h, 1, 1)
-    weight = g if sees is None else g * sees[:, None, :, None].to(probs.dtype)
-    soft = torch.matmul((probs * weight).to(value.dtype), v_soft)  # (B, H, Tq, dh)
+    weight = g if sees is None else g * sees[:, None, None, :].to(probs.dtype)
+    soft = torch.matmul((probs * weight).to(value.dtype).transpose(-1, -2), v_soft)  # (B, H, Tq, dh)
     if batch.caching and tq == batch.length and not torch.is_grad_enabled():
         # for the decoding steps of generate(): the keys pre-scaled, the values pre-gated (the
         # gate scales every probability of a (row, head), so it moves onto the values)
@@ -312,7 +314,7 @@ class _Batch:
         self.length = soft_mask.shape[1]
         self.caching = False                      # generate(): keep the soft keys / values of the prefill
         self.decode_kv = {}                       # layer -> (scaled keys (B, H, dh, K), gated values (B, H, K, dh))
-        self.mlp_rows = None                      # (B, T', d) gather index of the MLP call in progress
+        self.mlp_rows = None                      # (flat row index, length) of the MLP call in progress
 
     def real_columns(self, length: int) -> torch.Tensor:
         """(B, length - K) long: the positions of a (B, length) sequence that are not reserved."""
@@ -477,18 +479,23 @@ class IAPTModel(AdapterModel):
         if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or hidden.shape[1] < batch.length \
                 or hidden.shape[0] != batch.soft_mask.shape[0]:
             return None  # a decoding step: no reserved positions in it
-        rows = batch.real_columns(hidden.shape[1]).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        batch.mlp_rows = rows
-        return (hidden.gather(1, rows),)
+        rows, length = hidden.shape[0], hidden.shape[1]
+        # whole rows of the flattened (B * L, d) tensor: index_select / index_copy move them with
+        # one copy each, where a gather over (B, L, d) would read an index per element
+        flat = (batch.real_columns(length) + length * torch.arange(rows, device=hidden.device).unsqueeze(1)).flatten()
+        batch.mlp_rows = (flat, length)
+        return (hidden.reshape(rows * length, -1).index_select(0, flat).view(rows, length - self.num_tokens, -1),)
 
     def _mlp_scatter_back(self, module, args, output):
         batch = self._batch
-        rows = batch.mlp_rows if batch is not None else None
-        if rows is None:
+        state = batch.mlp_rows if batch is not None else None
+        if state is None:
             return None
         batch.mlp_rows = None
-        length = rows.shape[1] + self.num_tokens
-        return output.new_zeros(output.shape[0], length, output.shape[-1]).scatter_(1, rows, output)
+        flat, length = state
+        rows, width = output.shape[0], output.shape[-1]
+        full = output.new_zeros(rows * length, width).index_copy_(0, flat, output.reshape(-1, width))
+        return full.view(rows, length, width)
 
     # ---- adapters ----------------------------------------------------------------------------
     @property

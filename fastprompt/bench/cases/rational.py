@@ -18,6 +18,14 @@ def _inputs(numel, channels, groups, degrees, dtype, device, requires_grad):
     return leaves(requires_grad, x, a, b)
 
 
+def _fast(x, a, b):
+    return fastprompt.rational(x, a, b, "A")
+
+
+def _ref(x, a, b):
+    return rational_ref(x, a, b, "A")
+
+
 def cases(device: str, quick: bool):
     if device.startswith("cuda"):
         sizes = [(1 << 20, 1024, 8, torch.bfloat16)] if quick else [
@@ -25,28 +33,34 @@ def cases(device: str, quick: bool):
     else:
         sizes = [(1 << 16, 1024, 8, torch.float32)] if quick else [
             (1 << 25, 4096, 8, torch.float32), (1 << 22, 1024, 8, torch.bfloat16)]
+    # small groups (16 and 8 channels per group, as on narrow layers): forward + backward, where
+    # the coefficient gradients are reduced over many short runs
+    small = [] if quick or device.startswith("cuda") else [(1 << 25, 128, 8), (1 << 25, 64, 8)]
     out = []
+    for numel, channels, groups in small:
+        degrees = (5, 4)
+        out.append(Case(
+            op="rational", shape=f"n=2^{numel.bit_length() - 1},C={channels},G={groups},deg=5/4",
+            dtype=torch.float32, device=device, mode="fwd+bwd",
+            make=lambda numel=numel, c=channels, g=groups: _inputs(numel, c, g, degrees, torch.float32, device, True),
+            providers=providers(_fast, _ref, (0, 1, 2)),
+            bytes_moved=5 * numel * 4,
+        ))
     for numel, channels, groups, dtype in sizes:
         for degrees in [(5, 4)]:
             shape = f"n=2^{numel.bit_length() - 1},C={channels},G={groups},deg={degrees[0]}/{degrees[1]}"
             esize = element_size(dtype)
 
-            def fwd(x, a, b):
-                return fastprompt.rational(x, a, b, "A")
-
-            def ref(x, a, b):
-                return rational_ref(x, a, b, "A")
-
             out.append(Case(
                 op="rational", shape=shape, dtype=dtype, device=device, mode="fwd",
                 make=lambda numel=numel, c=channels, g=groups, d=degrees, dt=dtype: _inputs(numel, c, g, d, dt, device, False),
-                providers=providers(fwd, ref),
+                providers=providers(_fast, _ref),
                 bytes_moved=2 * numel * esize,
             ))
             out.append(Case(
                 op="rational", shape=shape, dtype=dtype, device=device, mode="fwd+bwd",
                 make=lambda numel=numel, c=channels, g=groups, d=degrees, dt=dtype: _inputs(numel, c, g, d, dt, device, True),
-                providers=providers(fwd, ref, (0, 1, 2)),
+                providers=providers(_fast, _ref, (0, 1, 2)),
                 # forward: read x, write y; backward: read x and dy, write dx
                 bytes_moved=5 * numel * esize,
             ))
