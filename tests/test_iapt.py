@@ -512,6 +512,48 @@ def test_inference_runs_the_mlp_on_real_positions_only_with_the_same_outputs(bac
         torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("placement", ["after_first", "start", "after_instruction"])
+def test_side_layout_equals_the_inline_layout(placement, monkeypatch):
+    """Without autograd a gated adapter on a LLaMA-style decoder computes the soft tokens' keys and
+    values beside the caller's sequence (no reserved positions): logits, hidden states and generated
+    tokens equal those of the inline layout, for mixed tenants and left padding."""
+    wrapper = IAPTModel(tiny_llama(), bottleneck=8, adapter_name="a", placement=placement)
+    perturb(wrapper.adapters["a"], 5)
+    perturb(wrapper.add_adapter("b", bottleneck=8, placement=placement), 6)
+    ids = torch.randint(3, VOCAB, (3, 9), generator=torch.Generator().manual_seed(4))
+    am = torch.ones_like(ids)
+    am[0, :3] = 0
+    im = am.clone()
+    im[:, -3:] = 0  # the instruction ends before the last three tokens
+    tenants = ["b", "a", "b"]
+    call = dict(input_ids=ids, attention_mask=am, instruction_mask=im, tenant_ids=tenants)
+    assert wrapper._side_modules is not None
+    with torch.no_grad():
+        inputs, batch = wrapper._prepare(ids, am, im, None, None, tenants)
+        assert batch.side and inputs["input_ids"] is ids
+        side = wrapper(**call, output_hidden_states=True)
+        monkeypatch.setattr(wrapper, "_side_modules", None)
+        assert not wrapper._prepare(ids, am, im, None, None, tenants)[1].side
+        inline = wrapper(**call, output_hidden_states=True)
+    real = am.bool()
+    torch.testing.assert_close(side.logits[real], inline.logits[real], rtol=1e-5, atol=1e-5)
+    for a, b in zip(side.hidden_states, inline.hidden_states):
+        torch.testing.assert_close(a[real], b[real], rtol=1e-5, atol=1e-5)
+    # the adapters act (the comparison is not between two bare models)
+    with torch.no_grad():
+        bare = wrapper.base_model(input_ids=ids, attention_mask=am).logits
+    assert not torch.allclose(bare[real], side.logits[real], atol=1e-3)
+    if placement == "after_instruction":
+        return  # generate() refuses this placement
+    kwargs = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, instruction_mask=im, tenant_ids=tenants)
+    inline_gen = wrapper.generate(input_ids=ids, attention_mask=am, **kwargs)
+    monkeypatch.undo()
+    side_gen = wrapper.generate(input_ids=ids, attention_mask=am, **kwargs)
+    assert torch.equal(side_gen, inline_gen)
+    no_cache = wrapper.generate(input_ids=ids, attention_mask=am, use_cache=False, **kwargs)
+    assert torch.equal(side_gen, no_cache)
+
+
 # ---- do no harm at initialisation ----------------------------------------------------------------
 
 def _bare_and_wrapped(backbone, **cfg):

@@ -155,6 +155,32 @@ def test_smollm2_mixed_tenants_equal_each_tenant_alone(smol):
     wrapper.unload()
 
 
+def test_smollm2_side_layout_equals_the_inline_layout(smol, monkeypatch):
+    """Serving (no autograd) computes the soft tokens' keys and values beside the caller's
+    sequence; on the real model (attention sink, chat template, left padding, mixed tenants) its
+    logits equal those of the layout with reserved positions inside the sequence."""
+    model, tok = smol
+    wrapper = IAPTModel(model, adapter_name="a")
+    trained_looking(wrapper.adapters["a"], 4)
+    trained_looking(wrapper.add_adapter("b"), 5)
+    batch = chat_batch(tok, PAIRS)
+    call = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                tenant_ids=["a", "b", "b"])
+    with torch.no_grad():
+        assert wrapper._prepare(batch["input_ids"], batch["attention_mask"], None, batch["labels"], None,
+                                call["tenant_ids"])[1].side
+        side = wrapper(**call)
+        monkeypatch.setattr(wrapper, "_side_modules", None)
+        inline = wrapper(**call)
+        bare = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    monkeypatch.undo()
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(side.logits[real], inline.logits[real], rtol=1e-4, atol=2e-3)
+    torch.testing.assert_close(side.loss, inline.loss, rtol=1e-5, atol=1e-5)
+    assert (side.logits[real] - bare[real]).abs().max() > 0.1  # the adapters act
+    wrapper.unload()
+
+
 # ---- MiniLM (BERT) ---------------------------------------------------------------------------
 
 SENTENCES = [("The film was a delight from start to finish.", 1), ("This phone broke after two days.", 0),

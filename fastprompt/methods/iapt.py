@@ -40,6 +40,12 @@ reserved positions removed, aligned with the caller's ``input_ids``; so do the s
 by :meth:`IAPTModel.generate`. With a KV cache the soft tokens are computed once, at prefill;
 decoding steps reuse the cached keys and values.
 
+Serving layout. Without autograd (evaluation, ``generate``), a gated adapter on a LLaMA-style
+decoder inserts no reserved positions at all: each layer's hook computes the soft tokens' keys and
+values with the layer's own norm, projections and rotary embedding, beside the caller's sequence,
+and the gated attention reads them from there. The outputs are those of the inline layout (tested);
+the backbone then runs on exactly the bare model's tokens, key/value cache and MLP rows.
+
 Several adapters can share the backbone (multi-tenant serving): ``tenant_ids`` names, per row,
 the adapter that serves it, in :meth:`IAPTModel.forward` and :meth:`IAPTModel.generate`.
 """
@@ -228,7 +234,7 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
     scaling = kwargs.get("scaling")
     if scaling is None:
         scaling = getattr(module, "scaling", None) or dh ** -0.5
-    if tq < batch.length:  # a decoding step: the soft keys and values were fixed at prefill
+    if key.shape[2] > tq:  # a decoding step (keys from the cache): the soft keys and values were fixed at prefill
         cached = batch.decode_kv.get(layer_index)
         if cached is not None:
             keys, gated_values = cached
@@ -236,9 +242,12 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
             soft = torch.matmul(probs.to(gated_values.dtype), gated_values)  # (B, H, 1, dh)
             return out + soft.transpose(1, 2).to(out.dtype), weights
     gate = batch.gates[layer_index]  # (B, H) or (H,)
-    idx = batch.soft_positions  # (B, K)
-    k_soft = key.gather(2, idx[:, None, :, None].expand(b, key.shape[1], idx.shape[1], key.shape[-1]))
-    v_soft = value.gather(2, idx[:, None, :, None].expand(b, value.shape[1], idx.shape[1], value.shape[-1]))
+    if batch.side:
+        k_soft, v_soft = batch.side_kv[layer_index]
+    else:
+        idx = batch.soft_positions  # (B, K)
+        k_soft = key.gather(2, idx[:, None, :, None].expand(b, key.shape[1], idx.shape[1], key.shape[-1]))
+        v_soft = value.gather(2, idx[:, None, :, None].expand(b, value.shape[1], idx.shape[1], value.shape[-1]))
     if k_soft.shape[1] != h:  # grouped-query attention
         k_soft = k_soft.repeat_interleave(h // k_soft.shape[1], dim=1)
         v_soft = v_soft.repeat_interleave(h // v_soft.shape[1], dim=1)
@@ -253,7 +262,7 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
         sees = batch.sees_soft
     elif tq > batch.length:  # no cache, generated tokens appended
         sees = nn.functional.pad(batch.sees_soft, (0, tq - batch.length), value=True)
-    else:  # a decoding step
+    else:  # a decoding step without the prefill's keys (generate() keeps them)
         sees = None
     # gate and query mask scale the (B, H, K, Tq) probabilities, K << head_dim
     g = gate.to(probs.dtype)
@@ -303,7 +312,9 @@ class _SavedModule(nn.Module):
 class _Batch:
     """Per-call state the layer hooks and the attention read."""
 
-    def __init__(self, soft_mask, soft_positions, sees_soft, instruction_mask, tenants, gates):
+    def __init__(self, soft_mask, soft_positions, sees_soft, instruction_mask, tenants, gates, side_column=None):
+        # inline layout: the K reserved positions are in the sequence, L = T + K; side layout
+        # (side_column given): the sequence is the caller's, L = T, and soft_mask is None
         self.soft_mask = soft_mask                # (B, L) bool, the reserved positions
         self.start = soft_positions[:, 0]         # (B,) long, the first reserved position
         self.soft_positions = soft_positions      # (B, K) long, index of each reserved position
@@ -311,7 +322,10 @@ class _Batch:
         self.instruction_mask = instruction_mask  # (B, L) bool
         self.tenants = tenants                    # _Tenants: the adapter of each row
         self.gates = gates                        # None or a function layer -> (B, H) / (H,) gate
-        self.length = soft_mask.shape[1]
+        self.length = instruction_mask.shape[1]
+        self.side = side_column is not None
+        self.side_column = side_column            # (B,) long: the column whose position the soft tokens take
+        self.side_kv = {}                         # layer -> (keys, values) (B, H_kv, K, dh) of the soft tokens
         self.caching = False                      # generate(): keep the soft keys / values of the prefill
         self.decode_kv = {}                       # layer -> (scaled keys (B, H, dh, K), gated values (B, H, K, dh))
         self.mlp_rows = None                      # (flat row index, length) of the MLP call in progress
@@ -391,6 +405,28 @@ def _takes_per_row_logits_to_keep(model: nn.Module) -> bool:
     return takes_logits_to_keep(model)
 
 
+def _side_modules(layers):
+    """Per layer (input norm, attention module, rotary function) where every layer of a decoder
+    computes its keys and values as LLaMA does (``input_layernorm``, then ``self_attn.k_proj`` /
+    ``v_proj`` with an optional ``k_norm``, rotary embeddings from the ``position_embeddings``
+    the model passes each layer); None otherwise."""
+    import inspect
+
+    modules = []
+    for layer in layers:
+        attn = getattr(layer, "self_attn", None)
+        norm = getattr(layer, "input_layernorm", None)
+        rotary = getattr(sys.modules.get(type(attn).__module__), "apply_rotary_pos_emb", None) if attn is not None \
+            else None
+        if norm is None or rotary is None or not all(isinstance(getattr(attn, n, None), nn.Linear)
+                                                     for n in ("k_proj", "v_proj")) \
+                or not isinstance(getattr(attn, "head_dim", None), int) \
+                or "position_embeddings" not in inspect.signature(layer.forward).parameters:
+            return None
+        modules.append((norm, attn, rotary))
+    return modules
+
+
 class IAPTModel(AdapterModel):
     """A frozen transformers model with IAPT generators at every layer.
 
@@ -421,6 +457,7 @@ class IAPTModel(AdapterModel):
         self._hooks = [layer.register_forward_pre_hook(self._make_hook(i), with_kwargs=True)
                        for i, layer in enumerate(layers)]
         self._install_mlp_skip(layers)
+        self._side_modules = _side_modules(layers) if self.kind == "decoder" else None
         self._install_attention(layers)
         self._logits_to_keep_rows = self.kind == "decoder" and _takes_per_row_logits_to_keep(model)
         self.add_adapter(adapter_name, config, **config_kwargs)
@@ -473,7 +510,7 @@ class IAPTModel(AdapterModel):
 
     def _mlp_real_rows(self, module, args):
         batch = self._batch
-        if batch is None or torch.is_grad_enabled() or len(args) != 1:
+        if batch is None or batch.side or torch.is_grad_enabled() or len(args) != 1:
             return None
         hidden = args[0]
         if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3 or hidden.shape[1] < batch.length \
@@ -718,6 +755,7 @@ class IAPTModel(AdapterModel):
         batch, length = input_ids.shape
         if length == 0:
             raise ValueError("input_ids: expected at least one token per row")
+        given_mask = attention_mask
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if attention_mask.shape != input_ids.shape:
@@ -727,6 +765,19 @@ class IAPTModel(AdapterModel):
         tenants = self._tenants(tenant_ids, batch, input_ids.device)
         soft, source, start = self._insert_positions(input_ids, attention_mask, instruction)
         gated = self.adapter_config.gate == "attention"
+        if self._uses_side_layout():
+            # the backbone runs on the caller's sequence; the soft tokens' keys and values are
+            # computed beside it (their position is that of the first real token, as in the inline layout)
+            out = {"input_ids": input_ids, "attention_mask": given_mask}
+            for key, value in (("token_type_ids", token_type_ids), ("labels", labels), ("position_ids", position_ids)):
+                if value is not None:
+                    out[key] = value
+            cols = torch.arange(length, device=input_ids.device).unsqueeze(0)
+            sees = attention_mask.bool() & (cols >= start.unsqueeze(1))
+            soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
+            first = attention_mask.bool().int().argmax(dim=1)
+            return out, _Batch(None, soft_positions, sees, instruction, tenants, _Gates(self.adapters, tenants),
+                               side_column=first)
 
         def spread(t, fill=None):
             t = t.gather(1, source)
@@ -767,20 +818,62 @@ class IAPTModel(AdapterModel):
             if batch is None:
                 return None
             hidden = args[0] if args else kwargs["hidden_states"]
+            if batch.side:
+                if layer_index in batch.side_kv:  # a later step of generate(): the soft tokens depend on the
+                    return None                   # instruction only, which precedes every new token
+                self._check_rows(hidden, batch)
+                batch.side_kv[layer_index] = self._side_keys_values(layer_index, hidden, batch, kwargs)
+                return args, dict(kwargs, **{BATCH_KWARG: batch})
             if hidden.shape[1] < batch.length:  # a decoding step: the soft tokens are in the cache (and the
                 return None                     # attention finds the call's state through its owner)
             kwargs = dict(kwargs)
             if batch.gates is not None:
                 kwargs[BATCH_KWARG] = batch
-            if hidden.shape[0] != batch.soft_mask.shape[0]:
-                raise RuntimeError("IAPT: the batch size changed inside the model call (beam search or "
-                                   "num_return_sequences > 1 are not supported)")
+            self._check_rows(hidden, batch)
             new_hidden = self._replace(layer_index, hidden, batch)
             if args:
                 return (new_hidden,) + tuple(args[1:]), kwargs
             kwargs["hidden_states"] = new_hidden
             return args, kwargs
         return hook
+
+    def _uses_side_layout(self) -> bool:
+        """Whether this call runs the side layout: the soft tokens' keys and values computed beside
+        the caller's sequence instead of at K reserved positions inside it. The two compute the
+        same keys, values and outputs; the side layout spends nothing on reserved positions (their
+        queries, MLP rows, attention columns) and its key/value cache is the bare model's. It
+        needs a gated adapter on a LLaMA-style decoder, and runs without autograd (serving,
+        evaluation): a frozen backbone's layers then see no input that requires grad, which
+        reentrant gradient checkpointing needs."""
+        return (self._side_modules is not None and self._attention_ok and self.adapter_config.gate == "attention"
+                and not torch.is_grad_enabled())
+
+    @staticmethod
+    def _check_rows(hidden, batch: _Batch) -> None:
+        if hidden.shape[0] != batch.instruction_mask.shape[0]:
+            raise RuntimeError("IAPT: the batch size changed inside the model call (beam search or "
+                               "num_return_sequences > 1 are not supported)")
+
+    def _side_keys_values(self, layer_index: int, hidden, batch: _Batch, layer_kwargs):
+        """Side layout: the soft tokens' keys and values at layer ``layer_index``, (B, H_kv, K, dh)
+        each, computed with the layer's own norm, projections and rotary embedding (at the
+        position of ``batch.side_column``), as the layer computes them for a reserved position
+        of the inline layout."""
+        norm, attn, rotary = self._side_modules[layer_index]
+        tokens = self._soft_tokens(layer_index, hidden, batch)  # (B, K, d)
+        x = norm(tokens.to(hidden.dtype))
+        b, k, _ = x.shape
+        keys = attn.k_proj(x).view(b, k, -1, attn.head_dim)
+        if isinstance(getattr(attn, "k_norm", None), nn.Module):
+            keys = attn.k_norm(keys)
+        keys = keys.transpose(1, 2)
+        values = attn.v_proj(x).view(b, k, -1, attn.head_dim).transpose(1, 2)
+        cos, sin = layer_kwargs["position_embeddings"]  # (B or 1, T, dh)
+        column = batch.side_column.view(b, 1, 1).expand(b, 1, cos.shape[-1])
+        cos = cos.expand(b, -1, -1).gather(1, column)
+        sin = sin.expand(b, -1, -1).gather(1, column)
+        _, keys = rotary(keys, keys, cos, sin)
+        return keys, values
 
     def _generate_tokens(self, adapters: List[IAPTAdapter], index, layer_index: int, hidden, mask, stack=None):
         """Soft tokens (b, K, d) of the rows of ``hidden`` (b, T, d), row i from adapter
@@ -862,7 +955,7 @@ class IAPTModel(AdapterModel):
         num_items = kwargs.pop("num_items_in_batch", None) if own_loss else None
         if own_loss:
             inputs.pop("labels")
-        if self._logits_to_keep_rows and kwargs.get("logits_to_keep") is None:
+        if self._logits_to_keep_rows and kwargs.get("logits_to_keep") is None and not batch.side:
             # the LM head projects the caller's positions only: column j of input_ids sits at
             # position j before the reserved block and at j + K after it
             kwargs["logits_to_keep"] = batch.real_columns(length + self.num_tokens)
@@ -871,7 +964,8 @@ class IAPTModel(AdapterModel):
             output = self.base_model(**inputs, **kwargs)
         finally:
             self._batch = None
-        output = self._strip_output(output, batch)
+        if not batch.side:
+            output = self._strip_output(output, batch)
         if own_loss and getattr(output, "logits", None) is not None and output.logits.dim() == 3:
             logits = output.logits.float()
             # shift the targets rather than the logits (no copy of the (B, T, vocab) logits)
@@ -917,25 +1011,28 @@ class IAPTModel(AdapterModel):
             warn_once(self, "rightpad",
                        "attention_mask: some prompts passed to generate are right-padded (last column is padding); "
                        "new tokens then follow the padding. Pad prompts on the left (tokenizer.padding_side = 'left').")
-        k = self.num_tokens
-        generation_config = kwargs.get("generation_config") or getattr(self.base_model, "generation_config", None)
-        if kwargs.get("max_length") is not None:
-            kwargs["max_length"] = kwargs["max_length"] + k
-        elif kwargs.get("max_new_tokens") is None and generation_config is not None \
-                and getattr(generation_config, "max_new_tokens", None) is None \
-                and getattr(generation_config, "max_length", None) is not None:
-            kwargs["max_length"] = generation_config.max_length + k
-        if kwargs.get("min_length"):
-            kwargs["min_length"] = kwargs["min_length"] + k
         position_ids = kwargs.pop("position_ids", None)
         inputs, batch = self._prepare(input_ids, attention_mask, instruction_mask, None, None, tenant_ids,
                                       position_ids, generation=True)
+        if not batch.side:  # lengths count the caller's tokens: add the reserved positions
+            k = self.num_tokens
+            generation_config = kwargs.get("generation_config") or getattr(self.base_model, "generation_config", None)
+            if kwargs.get("max_length") is not None:
+                kwargs["max_length"] = kwargs["max_length"] + k
+            elif kwargs.get("max_new_tokens") is None and generation_config is not None \
+                    and getattr(generation_config, "max_new_tokens", None) is None \
+                    and getattr(generation_config, "max_length", None) is not None:
+                kwargs["max_length"] = generation_config.max_length + k
+            if kwargs.get("min_length"):
+                kwargs["min_length"] = kwargs["min_length"] + k
         batch.caching = True
         self._batch = batch
         try:
             result = self.base_model.generate(**inputs, **kwargs)
         finally:
             self._batch = None
+        if batch.side:
+            return result
         sequences = result if isinstance(result, torch.Tensor) else result.sequences
         extra = sequences.shape[1] - batch.length
         soft = torch.nn.functional.pad(batch.soft_mask, (0, extra), value=False)
