@@ -238,8 +238,7 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
         cached = batch.decode_kv.get(layer_index)
         if cached is not None:
             keys, gated_values = cached
-            probs = torch.softmax(torch.matmul(query, keys).float(), dim=-1)
-            soft = torch.matmul(probs.to(gated_values.dtype), gated_values)  # (B, H, 1, dh)
+            soft = nn.functional.scaled_dot_product_attention(query, keys, gated_values, scale=scaling)
             return out + soft.transpose(1, 2).to(out.dtype), weights
     gate = batch.gates[layer_index]  # (B, H) or (H,)
     if batch.side:
@@ -270,10 +269,11 @@ def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs)
     weight = g if sees is None else g * sees[:, None, None, :].to(probs.dtype)
     soft = torch.matmul((probs * weight).to(value.dtype).transpose(-1, -2), v_soft)  # (B, H, Tq, dh)
     if batch.caching and tq == batch.length and not torch.is_grad_enabled():
-        # for the decoding steps of generate(): the keys pre-scaled, the values pre-gated (the
-        # gate scales every probability of a (row, head), so it moves onto the values)
-        batch.decode_kv[layer_index] = ((k_soft * scaling).transpose(-1, -2),
-                                        (g.to(v_soft.dtype) * v_soft).expand(b, h, -1, -1))
+        # for the decoding steps of generate(): the values pre-gated (the gate scales every
+        # probability of a (row, head), so it moves onto the values), both contiguous per head
+        # (every step's attention then reads them in place)
+        batch.decode_kv[layer_index] = (k_soft.contiguous(),
+                                        (g.to(v_soft.dtype) * v_soft).expand(b, h, -1, -1).contiguous())
     return out + soft.transpose(1, 2).to(out.dtype), weights
 
 
@@ -327,7 +327,7 @@ class _Batch:
         self.side_column = side_column            # (B,) long: the column whose position the soft tokens take
         self.side_kv = {}                         # layer -> (keys, values) (B, H_kv, K, dh) of the soft tokens
         self.caching = False                      # generate(): keep the soft keys / values of the prefill
-        self.decode_kv = {}                       # layer -> (scaled keys (B, H, dh, K), gated values (B, H, K, dh))
+        self.decode_kv = {}                       # layer -> (keys, gated values), (B, H, K, dh) each
         self.mlp_rows = None                      # (flat row index, length) of the MLP call in progress
 
     def real_columns(self, length: int) -> torch.Tensor:
