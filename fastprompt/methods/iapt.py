@@ -50,6 +50,7 @@ Several adapters can share the backbone (multi-tenant serving): ``tenant_ids`` n
 the adapter that serves it, in :meth:`IAPTModel.forward` and :meth:`IAPTModel.generate`.
 """
 import copy
+import functools
 import sys
 import warnings
 import weakref
@@ -207,17 +208,23 @@ ATTENTION_NAME = "fastprompt_iapt"
 BATCH_KWARG = "fastprompt_iapt_batch"
 
 
+@functools.lru_cache(maxsize=None)
+def _inner_attention(module_type, inner_name):
+    """The backbone's own attention function for modules of ``module_type`` configured with
+    ``inner_name`` (looked up once: the gated attention runs at every layer of every decoding step)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    default = getattr(sys.modules[module_type.__module__], "eager_attention_forward", None)
+    if inner_name == "eager" or default is None:
+        return default
+    return ALL_ATTENTION_FUNCTIONS.get_interface(inner_name, default)
+
+
 def _gated_attention(module, query, key, value, attention_mask, *args, **kwargs):
     """An attention implementation for transformers' AttentionInterface: the backbone's own
     implementation, plus the gated attention over the soft tokens while an IAPT call is active."""
     layer_index, inner_name, owners = module._fastprompt_iapt
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    default = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
-    if inner_name == "eager" or default is None:
-        inner = default
-    else:
-        inner = ALL_ATTENTION_FUNCTIONS.get_interface(inner_name, default)
+    inner = _inner_attention(type(module), inner_name)
     # the layer hook passes the call's state down (so that a gradient-checkpointing recomputation
     # sees it too); otherwise look for the IAPT model wrapping this backbone that is inside a call
     batch = kwargs.pop(BATCH_KWARG, None)
