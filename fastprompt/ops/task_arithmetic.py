@@ -49,11 +49,9 @@ def _combine_shapes(bank, weights, base):
         _check_device("base", base, "bank", bank)
         if base.dtype != bank.dtype:
             raise RuntimeError(f"base: expected dtype {bank.dtype} (the dtype of bank), got {base.dtype}")
-        try:
-            ok = torch.broadcast_shapes(tuple(base.shape), out_shape) == out_shape
-        except RuntimeError:
-            ok = False
-        if not ok:
+        # broadcastable to out_shape (torch.broadcast_shapes costs more than the op at small sizes)
+        tail = out_shape[len(out_shape) - base.dim():] if base.dim() else ()
+        if base.dim() > len(out_shape) or any(s != 1 and s != o for s, o in zip(base.shape, tail)):
             raise RuntimeError(
                 f"base: expected a shape broadcastable to the output shape {out_shape} "
                 f"(item shape {item} = bank.shape[1:], shared, or (B, ...) per row), got {tuple(base.shape)}")
