@@ -66,8 +66,10 @@ inline CpuIsa best_cpu_isa() {
 // A family without the build `isa` runs the narrower build `other` there.
 #define FP_ALIAS_CPU_BUILD(isa, other) namespace isa = other;
 // `return <build>::fn(args...)` for the build best_cpu_isa() chooses.
-#define FP_CPU_DISPATCH(fn, ...)                                           \
-  switch (::fastprompt::best_cpu_isa()) {                                  \
+#define FP_CPU_DISPATCH(fn, ...) FP_CPU_DISPATCH_AT_MOST(::fastprompt::CpuIsa::kAvx512, fn, __VA_ARGS__)
+// The same, never above the build `widest` (a call whose shape runs faster on a narrower build).
+#define FP_CPU_DISPATCH_AT_MOST(widest, fn, ...)                           \
+  switch (std::min(::fastprompt::best_cpu_isa(), widest)) {                \
     case ::fastprompt::CpuIsa::kAvx512: return avx512::fn(__VA_ARGS__);    \
     case ::fastprompt::CpuIsa::kAvx2: return avx2::fn(__VA_ARGS__);        \
     default: return baseline::fn(__VA_ARGS__);                             \
@@ -76,4 +78,5 @@ inline CpuIsa best_cpu_isa() {
 #define FP_DECLARE_CPU_BUILD(isa, ...)
 #define FP_ALIAS_CPU_BUILD(isa, other)
 #define FP_CPU_DISPATCH(fn, ...) return baseline::fn(__VA_ARGS__)
+#define FP_CPU_DISPATCH_AT_MOST(widest, fn, ...) return baseline::fn(__VA_ARGS__)
 #endif
