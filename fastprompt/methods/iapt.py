@@ -691,30 +691,34 @@ class IAPTModel(AdapterModel):
         self._stacks = {}  # moved parameters leave their stacks
         return super()._apply(fn, *args, **kwargs)
 
-    def _insert_positions(self, input_ids, attention_mask, instruction):
-        """Where the K reserved positions go: (soft mask (B, L), source index (B, L), start (B,))
-        with L = T + K."""
-        batch, length = input_ids.shape
-        k = self.num_tokens
-        real = attention_mask.bool()
-        first = real.int().argmax(dim=1)  # first real token (0 for a row without one)
+    def _soft_start(self, attention_mask, instruction):
+        """(start, first), (B,) long each: the column before which the K soft tokens go (by
+        ``placement``), and the first real token, whose position the soft tokens take."""
+        length = attention_mask.shape[1]
+        first = attention_mask.bool().int().argmax(dim=1)  # 0 for a row without a real token
         placement = self.adapter_config.placement
         if placement == "start":
             start = first
         elif placement == "after_instruction":
-            cols = torch.arange(length, device=input_ids.device)
+            cols = torch.arange(length, device=attention_mask.device)
             last = torch.where(instruction, cols, torch.full_like(cols, -1)).amax(dim=1)
             start = torch.where(last >= 0, last + 1, first + 1)
         else:
             start = first + 1
-        start = start.clamp(max=length)
+        return start.clamp(max=length), first
+
+    def _insert_positions(self, input_ids, start, first):
+        """The inline layout's K reserved positions before column ``start``: (soft mask (B, L),
+        source index (B, L)) with L = T + K."""
+        length = input_ids.shape[1]
+        k = self.num_tokens
         pos = torch.arange(length + k, device=input_ids.device).unsqueeze(0)
         rel = pos - start.unsqueeze(1)
         soft = (rel >= 0) & (rel < k)
         # a reserved position copies the first real token (its id is never a padding id)
         source = torch.where(rel < 0, pos, torch.where(soft, first.unsqueeze(1), pos - k))
         source = source.clamp(max=max(length - 1, 0))
-        return soft, source, start
+        return soft, source
 
     def _instruction(self, input_ids, attention_mask, instruction_mask, labels):
         real = attention_mask.bool()
@@ -770,7 +774,8 @@ class IAPTModel(AdapterModel):
         self._check_labels(labels, input_ids)
         instruction = self._instruction(input_ids, attention_mask, instruction_mask, labels)
         tenants = self._tenants(tenant_ids, batch, input_ids.device)
-        soft, source, start = self._insert_positions(input_ids, attention_mask, instruction)
+        start, first = self._soft_start(attention_mask, instruction)
+        soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
         gated = self.adapter_config.gate == "attention"
         if self._uses_side_layout():
             # the backbone runs on the caller's sequence; the soft tokens' keys and values are
@@ -781,10 +786,9 @@ class IAPTModel(AdapterModel):
                     out[key] = value
             cols = torch.arange(length, device=input_ids.device).unsqueeze(0)
             sees = attention_mask.bool() & (cols >= start.unsqueeze(1))
-            soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
-            first = attention_mask.bool().int().argmax(dim=1)
             return out, _Batch(None, soft_positions, sees, instruction, tenants, _Gates(self.adapters, tenants),
                                side_column=first)
+        soft, source = self._insert_positions(input_ids, start, first)
 
         def spread(t, fill=None):
             t = t.gather(1, source)
@@ -813,7 +817,6 @@ class IAPTModel(AdapterModel):
         else:
             sees = torch.ones_like(soft)
         sees = sees & ~soft & spread(attention_mask.bool(), False)
-        soft_positions = start.unsqueeze(1) + torch.arange(self.num_tokens, device=input_ids.device)
         instruction = spread(instruction, False)
         gates = _Gates(self.adapters, tenants) if gated else None
         return out, _Batch(soft, soft_positions, sees, instruction, tenants, gates)
