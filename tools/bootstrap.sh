@@ -8,6 +8,7 @@
 #      packages already present are kept and their versions printed;
 #   3. the extension built for this environment's torch and copied into fastprompt/_C*.so
 #      (ninja rebuilds only what changed; each virtual environment has its own build folder).
+# FASTPROMPT_OFFLINE=1 installs nothing (a machine with no network); what is missing is reported.
 # Packages marked optional may fail to install (no network): tests that need them then skip,
 # except with CI=true, where every package of the tested set must be there.
 set -euo pipefail
@@ -21,7 +22,18 @@ case "${CI:-}" in 1 | true | TRUE | True | yes) IN_CI=1 ;; esac
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating $VENV (with system site-packages)"
-  "$PYTHON" -m venv --system-site-packages "$VENV"
+  # A Python without ensurepip cannot make a venv with pip; where every package is present, none
+  # is needed.
+  "$PYTHON" -m venv --system-site-packages "$VENV" 2>/dev/null ||
+    "$PYTHON" -m venv --system-site-packages --without-pip "$VENV"
+  # When $PYTHON is itself a virtual environment, a venv made from it sees the base interpreter's
+  # site-packages, not its own: list those in a .pth file so that its packages are seen too.
+  parent_sites=$("$PYTHON" -c 'import site, sys; print("\n".join(site.getsitepackages()) if sys.prefix != sys.base_prefix else "")')
+  if [ -n "$parent_sites" ]; then
+    own_site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$parent_sites" > "$own_site/_fastprompt_parent_site_packages.pth"
+    echo "[bootstrap] $PYTHON is a virtual environment: its site-packages are visible in $VENV"
+  fi
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip install --disable-pip-version-check -q --retries 1 --timeout 30)
@@ -62,6 +74,8 @@ done <<< "$entries"
 
 if [ ${#with_deps[@]} -eq 0 ] && [ ${#without_deps[@]} -eq 0 ]; then
   echo "[bootstrap] all packages present; installing nothing"
+elif [ "${FASTPROMPT_OFFLINE:-0}" = 1 ]; then
+  echo "[bootstrap] FASTPROMPT_OFFLINE=1: installing nothing"
 else
   failed=0
   install 0 "${with_deps[@]}" || failed=1

@@ -44,14 +44,9 @@ else
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv 2>/dev/null || true
 fi
 
-# 1. build (bootstrap: venv with system site-packages, missing packages only, ninja build). A
-#    Python without ensurepip cannot make a venv with pip; with every package already present
-#    none is needed, so fall back to a venv without pip.
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv --system-site-packages "$VENV" >/dev/null 2>&1 ||
-    "$PYTHON" -m venv --system-site-packages --without-pip "$VENV" ||
-    { say "cannot create the virtual environment $VENV"; exit 1; }
-fi
+# 1. build (bootstrap: venv that sees the packages already installed, ninja build). Nothing is
+#    installed unless FASTPROMPT_OFFLINE=0: the GPU machine has no network.
+export FASTPROMPT_OFFLINE=${FASTPROMPT_OFFLINE:-1}
 say "building (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-unset}, MAX_JOBS=${MAX_JOBS:-$(nproc)})"
 if ! PYTHON="$PYTHON" VENV="$VENV" bash tools/bootstrap.sh > "$LOGS/build.log" 2>&1; then
   tail -40 "$LOGS/build.log"
@@ -69,8 +64,10 @@ say "build done"
 # 2. CUDA tests (the GPU ones; without a GPU they all skip, which the dry run shows)
 status=0
 say "CUDA tests (timeout ${TEST_TIMEOUT}s, log: $LOGS/tests.log)"
+workers=()  # pytest-xdist, where installed: the CUDA tests in 4 processes sharing the GPU
+"$PY" -c "import xdist" 2>/dev/null && [ "$DRY" != "1" ] && workers=(-n 4)
 timeout --signal=INT "$TEST_TIMEOUT" "$PY" -m pytest -q tests -k cuda -p no:cacheprovider \
-  --durations=15 > "$LOGS/tests.log" 2>&1
+  "${workers[@]}" --durations=15 > "$LOGS/tests.log" 2>&1
 rc=$?
 grep -E "passed|failed|error|skipped" "$LOGS/tests.log" | tail -3
 grep -E "^(FAILED|ERROR)" "$LOGS/tests.log" | head -40

@@ -3,6 +3,7 @@
     python -m fastprompt.bench.serving [--quick] [--device cpu|cuda] [--markdown DIR] [--charts DIR]
                                        [--output PREFIX] [--repeats N] [--batch B ...]
                                        [--new N ...] [--tenants N ...] [--adapters N]
+                                       [--architecture DIR | --save-architecture DIR]
 
 Greedy generation of ``new`` tokens (1: scoring, one prefill; 16: chat) for a batch of the
 shipped task's prompts in SmolLM2's chat template (about 60 tokens, left-padded), each row
@@ -23,6 +24,10 @@ the same round (its range too: this machine's speed drifts by several percent wi
 minutes). The adapters are untrained (the compute of a call does not depend on the
 weights). Writes ``DIR/serving_<device>.md`` and a chart of tokens/s against the number of
 tenants.
+
+On a machine without the model package (a GPU machine with no network, say), ``--save-architecture
+DIR`` run where it is installed writes SmolLM2's configuration and tokenizer (a few MB), and
+``--architecture DIR`` there serves that configuration with random weights: the same work per call.
 """
 import argparse
 import datetime
@@ -46,28 +51,55 @@ def configurations(quick: bool):
     return [(16, 1, [1, 4, 16]), (16, 16, [1, 4, 16]), (64, 1, [1, 4, 16, 64]), (64, 16, [1, 4, 16, 64])]
 
 
-def _load(device):
+def save_architecture(folder: str) -> None:
+    """Writes SmolLM2's configuration and tokenizer (chat template included), without its weights,
+    to ``folder``: what ``--architecture`` needs on a machine without the model package."""
     from fastprompt.models import load_smollm2
 
     model, tokenizer = load_smollm2()
+    config = model.config
+    if hasattr(config, "quantization_config"):  # the GGUF file's, de-quantised on loading
+        del config.quantization_config
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _load(device, architecture=None):
+    """SmolLM2 and its tokenizer; with ``architecture`` (a folder written by
+    :func:`save_architecture`), the same configuration with random weights (seed 0)."""
+    if architecture is None:
+        from fastprompt.models import load_smollm2
+
+        model, tokenizer = load_smollm2()
+    else:
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(architecture)
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(config).eval()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(architecture)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
 
 
-def build_providers(device: str, adapters: int = LOADED_ADAPTERS):
-    """The served models, the tokenizer and each provider's bytes per adapter."""
+def build_providers(device: str, adapters: int = LOADED_ADAPTERS, architecture=None):
+    """The served models, the tokenizer and each provider's bytes per adapter (``architecture``:
+    see :func:`_load`)."""
     import peft
 
     from fastprompt.methods import IAPTModel, PromptTuningModel
 
-    bare, tokenizer = _load(device)
-    iapt = IAPTModel(_load(device)[0], adapter_name="t0")
+    bare, tokenizer = _load(device, architecture)
+    iapt = IAPTModel(_load(device, architecture)[0], adapter_name="t0")
     prompt = PromptTuningModel(bare, num_virtual_tokens=20, adapter_name="t0", init="random", seed=0)
     for i in range(1, adapters):
         iapt.add_adapter(f"t{i}")
         prompt.add_adapter(f"t{i}", num_virtual_tokens=20, init="random", seed=i)
     lora_config = peft.LoraConfig(task_type="CAUSAL_LM", r=8, lora_alpha=16, lora_dropout=0.0,
                                   target_modules=["q_proj", "v_proj"])
-    lora = peft.get_peft_model(_load(device)[0], lora_config, adapter_name="t0")
+    lora = peft.get_peft_model(_load(device, architecture)[0], lora_config, adapter_name="t0")
     for i in range(1, adapters):
         lora.add_adapter(f"t{i}", lora_config)
     lora.eval()
@@ -131,10 +163,11 @@ def _median(values: List[float]) -> float:
 
 
 def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADED_ADAPTERS, configs=None,
-        on_row=None) -> dict:
+        on_row=None, architecture=None) -> dict:
     """Measures every configuration (default :func:`configurations`); returns the result dict
-    that :func:`markdown` and :func:`chart` render (``on_row(result so far)`` after each one)."""
-    models, tokenizer, memory = build_providers(device, adapters)
+    that :func:`markdown` and :func:`chart` render (``on_row(result so far)`` after each one).
+    ``architecture``: see :func:`_load`."""
+    models, tokenizer, memory = build_providers(device, adapters, architecture)
     pad = tokenizer.pad_token_id
     rows = []
     configs = configs or configurations(quick)
@@ -145,6 +178,7 @@ def run(device: str, quick: bool, repeats: int, log=print, adapters: int = LOADE
         return {"device": device_name(device), "torch": torch.__version__,
                 "date": datetime.date.today().isoformat(), "prompt_tokens": prompt_tokens,
                 "bytes_per_adapter": memory, "loaded_adapters": adapters, "repeats": repeats, "rows": list(rows),
+                "weights": "pretrained" if architecture is None else "random",
                 "versions": _versions()}
 
     for batch_size, new, counts in configs:
@@ -194,7 +228,10 @@ def markdown(result: dict) -> str:
              "running every provider once (in reversed order every other round), after a warm-up call each. "
              "`s / call`: the median over rounds. `x_bare`: the median over rounds of the bare backbone's "
              "time / the provider's in the same round, with its lowest and highest round (the bare row of a "
-             "configuration has no tenants; it is listed with the configuration it was timed with).", "",
+             "configuration has no tenants; it is listed with the configuration it was timed with)."
+             + (" Weights: random, in SmolLM2's configuration, with its tokenizer and chat template (`--architecture`;"
+                " the work of a call does not depend on the weights, and every call generates all its tokens)."
+                if result.get("weights") == "random" else ""), "",
              "| batch | new tokens | tenants | provider | s / call | tokens/s | x_bare | x_bare range |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -246,7 +283,14 @@ def main(argv=None):
     parser.add_argument("--new", nargs="+", type=int, help="new tokens per generation")
     parser.add_argument("--tenants", nargs="+", type=int, help="distinct tenants per batch")
     parser.add_argument("--adapters", type=int, default=LOADED_ADAPTERS, help="adapters loaded per provider")
+    parser.add_argument("--architecture", metavar="DIR",
+                        help="SmolLM2's configuration and tokenizer from DIR, random weights (no model package needed)")
+    parser.add_argument("--save-architecture", metavar="DIR",
+                        help="write SmolLM2's configuration and tokenizer to DIR and exit")
     args = parser.parse_args(argv)
+    if args.save_architecture:
+        save_architecture(args.save_architecture)
+        return
     configs = None
     if args.batch or args.new or args.tenants:
         grid = configurations(args.quick)
@@ -267,7 +311,7 @@ def main(argv=None):
             Path(args.output + ".json").write_text(json.dumps(result, indent=1))
 
     result = run(args.device, args.quick, args.repeats, log=lambda msg: print(msg, file=sys.stderr, flush=True),
-                 adapters=args.adapters, configs=configs, on_row=write)
+                 adapters=args.adapters, configs=configs, on_row=write, architecture=args.architecture)
     print(markdown(result))
     write(result)
 
