@@ -85,6 +85,29 @@ extra_compile_args = {
     "cxx": opt + ["-std=c++20", "-fopenmp", "-Wno-psabi"],
     "nvcc": opt + ["-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"],
 }
+
+
+def shared_libstdcxx_link_args():
+    """Link flags that keep libstdc++ shared. A compiler whose own library folder holds only
+    libstdc++.a (a relocated toolchain) links it statically into the extension, and a second,
+    static copy of the C++ runtime beside the process's shared one crashes on the first number
+    written to a stream (every error message with a size in it)."""
+    import shlex
+    import subprocess
+    import sysconfig
+
+    cxx = shlex.split(os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++")
+    try:
+        found = subprocess.run(cxx + ["-print-file-name=libstdc++.so"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    if os.path.isabs(found) and os.path.exists(found):
+        return []
+    print(f"setup.py: {' '.join(cxx)} has no shared libstdc++ of its own; linking -l:libstdc++.so.6")
+    return ["-l:libstdc++.so.6"]
+
+
 define_macros = [("FASTPROMPT_WITH_CUDA", "1")] if USE_CUDA else []
 Extension = cpp_extension.CUDAExtension if USE_CUDA else cpp_extension.CppExtension
 
@@ -95,7 +118,7 @@ setup(
             sources,
             include_dirs=[os.path.abspath("csrc")],
             extra_compile_args=extra_compile_args,
-            extra_link_args=["-fopenmp"],
+            extra_link_args=["-fopenmp"] + shared_libstdcxx_link_args(),
             define_macros=define_macros,
             py_limited_api=True,
         )

@@ -52,7 +52,7 @@ def require(module, package=None):
         if IN_CI:
             pytest.fail(f"{package} is part of the tested dependency set and must be installed in CI: {err}",
                         pytrace=False)
-        pytest.skip(f"needs {package} (not installed: {err})")
+        pytest.skip(f"needs {package} (not installed: {err})", allow_module_level=True)
 
 
 def require_installed(module, package):
@@ -62,7 +62,7 @@ def require_installed(module, package):
     if importlib.util.find_spec(module) is None:
         if IN_CI:
             pytest.fail(f"{package} is part of the tested dependency set and must be installed in CI", pytrace=False)
-        pytest.skip(f"needs {package} (not installed)")
+        pytest.skip(f"needs {package} (not installed)", allow_module_level=True)
 
 
 @pytest.fixture

@@ -1,9 +1,8 @@
-// Torch-free entry points of the gathered linear CUDA kernels (gathered_linear_cuda.cu): one
-// linear layer per batch row, chosen from A stacked layers by an index, in one launch for every
-// row, without a gathered copy of the weights. On the CPU the glue (gathered_linear_ops.cpp)
-// gathers the rows' weights and runs the vendor BLAS's batched product, which measured faster
-// there than a hand-written kernel; it also checks the arguments and makes every input
-// contiguous before calling these.
+// Torch-free entry point of the gathered linear CUDA kernel (gathered_linear_cuda.cu): the weight
+// gradient of one linear layer per batch row, chosen from A stacked layers by an index. The
+// forward and the input gradient, on the CPU and on CUDA, gather the rows' weights and run the
+// vendor BLAS's batched product (gathered_linear_ops.cpp); the glue also checks the arguments and
+// makes every input contiguous before calling this.
 //
 // Math, x (B, T, K), weight (A, N, K), bias (A, N) or none, index (B,) with values in [0, A):
 //   out[b, t, :] = weight[index[b]] @ x[b, t, :] + bias[index[b]]
@@ -14,8 +13,8 @@
 // The weight gradient reads the rows of each layer through `order` (B,), the rows sorted by
 // index (stable), and `offsets` (A + 1,), where layer a's rows are order[offsets[a]:offsets[a+1]].
 // Every output element is summed by one thread in an order fixed by the shapes and the index
-// (no float atomics): results are bitwise reproducible from run to run. The kernels do not
-// read indices on the host: a row whose index is out of range comes out as NaN.
+// (no float atomics): results are bitwise reproducible from run to run, and the number of
+// kernels does not depend on how many different layers the batch uses.
 #pragma once
 
 #include <cstdint>
@@ -35,13 +34,8 @@ struct Problem {
   bool bias;
 };
 
-// stream is a cudaStream_t; weight (A, N, K) and bias (A, N) in the accumulation type (float,
-// double for float64), converted once per call by the glue. Weight gradient: grad_weight (A, N, K)
-// and, when pb.bias, grad_bias (A, N); layers without rows get zeros.
-void forward_cuda(const Problem& pb, const void* x, const void* weight, const void* bias,
-                  const int64_t* index, void* out, void* stream);
-void backward_input_cuda(const Problem& pb, const void* grad_out, const void* weight,
-                         const int64_t* index, void* grad_x, void* stream);
+// stream is a cudaStream_t. grad_weight (A, N, K) and, when pb.bias, grad_bias (A, N), in the
+// dtype of x; layers without rows get zeros.
 void backward_weight_cuda(const Problem& pb, const void* grad_out, const void* x,
                           const int64_t* order, const int64_t* offsets, void* grad_weight,
                           void* grad_bias, void* stream);

@@ -194,7 +194,7 @@ FP_UNROLL
           Point<D, W> pw;
           evaluate<D, FORM>(W(xv[l]), a, b, pw);
           W ga[K], gb[K];
-          out[l] = C(backward_terms(W(gv[l]), W(xv[l]), dc, pw, ga, gb));
+          out[l] = C(backward_terms<D, FORM, true>(W(gv[l]), W(xv[l]), dc, pw, ga, gb));
 FP_UNROLL
           for (int j = 0; j < K; ++j) {
             wa[j] += clamp_to_range(ga[j], kMaxFinite<C>) * kWideScale<C>;

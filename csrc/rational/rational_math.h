@@ -129,7 +129,10 @@ FP_UNROLL
 
 // dL/dx and the per-point terms of dL/da_j (= ga[j]) and dL/db_k (= -sign(b_k) * gb[k] for
 // form A, -gb[k] for form B; the sign is applied once per group after the reduction).
-template <int D, int FORM, typename V, typename C>
+// kRangeSafe: for a wide re-evaluation in a type with no headroom over the terms (double on the
+// GPU, which has no long double): gb[k] = (g * pw[k]) * y instead of (g * y) * pw[k], since g * y
+// (~ s^2 / Q^2) can overflow where the term itself (|pw[k]| <= 1) does not.
+template <int D, int FORM, bool kRangeSafe = false, typename V, typename C>
 FP_HOST_DEVICE V backward_terms(V dy, V x, const DerivCoefs<D, FORM, C>& dc, const Point<D, V>& p,
                                 V* ga, V* gb) {
   V dp = dc.dp[1] * p.pw[0];
@@ -147,13 +150,16 @@ FP_UNROLL
     for (int k = 2; k <= D; ++k) dq += dc.dq[k] * p.pw[k - 1];
     dq *= p.s_sign;
   }
-  const V g = dy * p.inv_q;
+  const V g = kRangeSafe ? saturate(dy * p.inv_q) : dy * p.inv_q;
   const V gy = saturate(g * p.y);  // finite, so that gy * 0 stays 0 (b = 0, S = 0)
 FP_UNROLL
   for (int j = 0; j <= D; ++j) ga[j] = g * p.pw[j];
   gb[0] = splat_as(x, 0.0);
 FP_UNROLL
-  for (int k = 1; k <= D; ++k) gb[k] = gy * (FORM == kFormA ? fp_abs(p.pw[k]) : p.s_sign * p.pw[k]);
+  for (int k = 1; k <= D; ++k) {
+    const V w = FORM == kFormA ? fp_abs(p.pw[k]) : p.s_sign * p.pw[k];
+    gb[k] = kRangeSafe ? saturate(saturate(g * w) * p.y) : gy * w;
+  }
   return g * (dp - p.y * dq);
 }
 
