@@ -3,10 +3,11 @@
 # make test-latest : the same suite with the newest versions the registry serves, in its own environment
 # make demo        : trains IAPT, prompt tuning and LoRA on SmolLM2 and MiniLM offline, prints a table
 # make gpu-check   : on a GPU machine, build + CUDA tests + GPU benchmark tables in under 8 minutes
+# make experiments : the paper reproductions on the real models (experiments/results/NAME.md)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: env env-latest build test test-latest bench bench-pytest demo gpu-check clean
+.PHONY: env env-latest build test test-latest bench bench-pytest demo experiments gpu-check clean
 
 env:
 	@VENV=$(VENV) bash tools/bootstrap.sh
@@ -30,6 +31,9 @@ bench-pytest: env
 
 demo: env
 	$(PY) -m fastprompt.demo $(DEMO_ARGS)
+
+experiments: env
+	$(PY) -m fastprompt.experiments all $(EXPERIMENTS_ARGS)
 
 # on a machine with a GPU: build for it, CUDA tests, GPU benchmarks, benchmarks/results/*_cuda.md
 gpu-check:

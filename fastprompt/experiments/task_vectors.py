@@ -1,0 +1,351 @@
+"""Task prompt vectors (arXiv 2408.01119) at small scale, on all-MiniLM-L6-v2 (BERT encoder).
+
+Prompt tuning (``PromptTuningModel``, soft tokens after ``[CLS]``, random init per seed, a fresh
+classification head per run) on task families built from the shipped data, loaded through
+``datasets`` (``fastprompt.data.load_task``):
+
+- ``sentiment_media`` (film and book reviews), ``sentiment_products`` (phones, headphones) and
+  ``sentiment_places`` (restaurants, hotels): three related tasks, negative / positive;
+- ``review_domain``: the domain of the same reviews (6 classes), unrelated to sentiment;
+- ``news_topic``: the ``topics`` task (sport, science, business, politics), where shipped.
+
+A task prompt vector is ``tau = tuned prompt - init``. Every task of one seed starts from the same
+random init, so vectors of one seed can be added to that init. Three parts, as in the paper:
+
+(a) similarity: cosine of the vectors of one task from different inits against that of the raw
+    tuned prompts; cosine between the tasks' vectors (heat maps);
+(b) low-resource transfer: the target ``sentiment_places`` with 16 / 32 / 64 / 128 training
+    examples, prompt tuning started from a random init, from vocabulary tokens, from the init plus
+    the mean vector of the related tasks (media, products) and, as a control, plus the vector of
+    the unrelated ``review_domain``; learning curves and final accuracy;
+(c) arithmetic: for pairs of tasks, the prompt ``init + lambda * merge(tau_A, tau_B)`` with the
+    merge ``task_arithmetic`` (the sum), ``ties`` or ``dare``, lambda chosen from a grid on the
+    validation splits; each task is scored with its own head, as a percentage of its single-task
+    accuracy (``init + tau_A``).
+
+Differences from the paper: a 22M-parameter encoder with classification heads instead of T5
+text-to-text, so a task keeps its own head and a fresh head starts at chance whatever the prompt
+init; 20 soft tokens instead of 100; 150 steps; test splits of 34-96 examples.
+"""
+import random
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+NAME = "task_vectors"
+TITLE = "Task prompt vectors on all-MiniLM-L6-v2 (arXiv 2408.01119, small scale)"
+DOMAINS = ("book", "film", "headphones", "hotel", "phone", "restaurant")
+SENTIMENT_TASKS = {"sentiment_media": ("film", "book"), "sentiment_products": ("phone", "headphones"),
+                   "sentiment_places": ("restaurant", "hotel")}
+TARGET, RELATED, UNRELATED = "sentiment_places", ("sentiment_media", "sentiment_products"), "review_domain"
+MERGES = {"task_arithmetic": {}, "ties": {"density": 0.2}, "dare": {"density": 0.5, "seed": 0}}
+LAMBDAS = (0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass
+class Settings:
+    seeds: Sequence[int]
+    tokens: int = 20
+    steps: int = 150
+    batch_size: int = 8
+    lr_scale: float = 3.0          # prompt 9e-2, head 3e-2: the best of the learning-rate study
+    max_length: int = 64
+    sizes: Sequence[int] = (16, 32, 64, 128)
+    transfer_steps: int = 40
+    checkpoints: Sequence[int] = (0, 10, 20, 40)
+    pairs: Optional[Sequence[Sequence[str]]] = None
+    merges: Sequence[str] = tuple(MERGES)
+    quick: bool = False
+
+    @classmethod
+    def make(cls, quick: bool, seeds: Optional[int]) -> "Settings":
+        if quick:
+            return cls(seeds=tuple(range(seeds or 2)), steps=30, sizes=(16, 64), transfer_steps=10,
+                       checkpoints=(0, 5, 10), merges=("task_arithmetic",), quick=True)
+        return cls(seeds=tuple(range(seeds or 3)))
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def load_tasks(quick: bool = False) -> Dict[str, Dict[str, list]]:
+    """{task: {split: examples}} with integer ``label`` and the class count in ``num_labels``."""
+    from fastprompt.data import TASKS, load_task
+
+    reviews = load_task("reviews")
+    tasks = {}
+    for name, domains in SENTIMENT_TASKS.items():
+        if quick and name == "sentiment_products":
+            continue
+        tasks[name] = {split: list(reviews[split].filter(lambda e: e["domain"] in domains)) for split in reviews}
+        tasks[name]["num_labels"] = 2
+    tasks["review_domain"] = {split: list(reviews[split].map(lambda e: {"label": DOMAINS.index(e["domain"])}))
+                              for split in reviews}
+    tasks["review_domain"]["num_labels"] = len(DOMAINS)
+    if "topics" in TASKS and not quick:
+        news = load_task("topics")
+        tasks["news_topic"] = {split: list(news[split]) for split in news}
+        tasks["news_topic"]["num_labels"] = len(TASKS["topics"]["labels"])
+    return tasks
+
+
+# ---- one run ------------------------------------------------------------------------------------
+
+class Run:
+    """A prompt-tuning model (its own backbone and head) for one task and seed."""
+
+    def __init__(self, task: str, num_labels: int, seed: int, s: Settings, device: str, init: str = "random",
+                 init_tensor: Optional[torch.Tensor] = None):
+        from fastprompt.methods import PromptTuningConfig, PromptTuningModel
+        from fastprompt.models import load_minilm
+
+        torch.manual_seed(seed)  # the head
+        backbone, self.tokenizer = load_minilm("sequence_classification", num_labels=num_labels)
+        if init_tensor is not None:
+            config = PromptTuningConfig(num_virtual_tokens=s.tokens, init="tensor", init_tensor=init_tensor)
+        else:
+            config = PromptTuningConfig(num_virtual_tokens=s.tokens, init=init, seed=seed)
+        self.model = PromptTuningModel(backbone, config, tokenizer=self.tokenizer).to(device)
+        self.task, self.seed, self.s, self.device = task, seed, s, device
+        self.init = self.model.prompt().detach().clone()
+        self.optimizer = torch.optim.AdamW(self.model.param_groups(scale=s.lr_scale))
+        from fastprompt.data import ClassificationCollator
+
+        self.collator = ClassificationCollator(self.tokenizer, max_length=s.max_length)
+
+    def batches(self, examples: list, steps: int, seed: int):
+        from fastprompt.demo import make_batches
+
+        return make_batches(examples, self.collator, steps, self.s.batch_size, seed=seed, device=self.device)
+
+    def train(self, batches) -> List[float]:
+        from fastprompt.demo import train_steps
+        from fastprompt.data import model_inputs
+
+        return train_steps(self.model, self.optimizer, batches, lambda m, b: m(**model_inputs(m, b)).loss,
+                           progress=False)
+
+    def accuracy(self, examples: list, prompt: Optional[torch.Tensor] = None) -> float:
+        """Accuracy on ``examples``, with ``prompt`` (L, d) in place of the tuned one if given."""
+        from fastprompt.data import classification_accuracy
+
+        if prompt is None:
+            return classification_accuracy(self.model, self.collator, examples)
+        weight = self.model.prompt_encoder.weight
+        kept = weight.detach().clone()
+        with torch.no_grad():
+            weight.copy_(prompt)
+        try:
+            return classification_accuracy(self.model, self.collator, examples)
+        finally:
+            with torch.no_grad():
+                weight.copy_(kept)
+
+    def vector(self):
+        from fastprompt.vectors import TaskPromptVector
+
+        return TaskPromptVector.from_tensors(self.model.prompt(), self.init, task=self.task, init_seed=self.seed,
+                                             base_model="all-MiniLM-L6-v2")
+
+
+# ---- the three parts ------------------------------------------------------------------------------
+
+def part_similarity(runs: Dict, tasks: Sequence[str], seeds: Sequence[int], report, log) -> None:
+    from fastprompt.vectors import cosine_similarity
+
+    def cos(a, b):
+        return torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
+    rows = []
+    for t in tasks:
+        vec, raw = [], []
+        for i, s in enumerate(seeds):
+            for s2 in seeds[i + 1:]:
+                vec.append(cosine_similarity(runs[t, s].vector(), runs[t, s2].vector()))
+                raw.append(cos(runs[t, s].model.prompt(), runs[t, s2].model.prompt()))
+        rows.append((t, _ms(vec), _ms(raw)))
+    from fastprompt.experiments.report import markdown_table
+
+    report.add("## (a) Similarity\n\nCosine between the runs of one task from different random inits (every pair "
+               f"of the {len(seeds)} seeds), of the task prompt vectors and of the raw tuned prompts:\n\n"
+               + markdown_table(("task", "vectors", "raw prompts"), rows))
+    n = len(tasks)
+    vec_m, raw_m = torch.zeros(n, n), torch.zeros(n, n)
+    for s in seeds:
+        for i, a in enumerate(tasks):
+            for j, b in enumerate(tasks):
+                vec_m[i, j] += cosine_similarity(runs[a, s].vector(), runs[b, s].vector()) / len(seeds)
+                raw_m[i, j] += cos(runs[a, s].model.prompt(), runs[b, s].model.prompt()) / len(seeds)
+    table = [(a,) + tuple(f"{vec_m[i, j]:.3f}" for j in range(n)) for i, a in enumerate(tasks)]
+    report.add("Cosine between the vectors of different tasks from the same init, mean over seeds:\n\n"
+               + markdown_table(("task",) + tuple(tasks), table))
+    table = [(a,) + tuple(f"{raw_m[i, j]:.3f}" for j in range(n)) for i, a in enumerate(tasks)]
+    report.add("The same for the raw tuned prompts (which share the init):\n\n"
+               + markdown_table(("task",) + tuple(tasks), table))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), layout="constrained")
+    for ax, m, title in ((axes[0], vec_m, "task prompt vectors"), (axes[1], raw_m, "raw tuned prompts")):
+        im = ax.imshow(m.numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_xticks(range(n), tasks, rotation=35, ha="right", fontsize=8)
+        ax.set_yticks(range(n), tasks, fontsize=8)
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(f"cosine, {title} (same init)", fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    report.figure(fig, "similarity", "Cosine between tasks, mean over seeds.")
+    log("similarity done")
+
+
+def part_transfer(runs: Dict, data: Dict, s: Settings, device: str, report, log) -> None:
+    from fastprompt.experiments.report import markdown_table
+
+    target = data[TARGET]
+    inits = ["random", "vocab", "related vectors"]
+    if UNRELATED in data:
+        inits.append("unrelated vector")
+    curves: Dict = {}
+    for seed in s.seeds:
+        order = list(range(len(target["train"])))
+        random.Random(1000 + seed).shuffle(order)
+        for size in s.sizes:
+            subset = [target["train"][i] for i in order[:size]]
+            for init in inits:
+                tensor = None
+                if init == "related vectors":
+                    related = [t for t in RELATED if t in data]
+                    tensor = runs[related[0], seed].init + sum(runs[t, seed].vector().tau for t in related) / len(related)
+                elif init == "unrelated vector":
+                    tensor = runs[UNRELATED, seed].init + runs[UNRELATED, seed].vector().tau
+                run = Run(TARGET, 2, seed, s, device, init="vocab" if init == "vocab" else "random", init_tensor=tensor)
+                batches = run.batches(subset, s.transfer_steps, seed)
+                accs, done = [], 0
+                for point in s.checkpoints:
+                    run.train(batches[done:point])
+                    done = point
+                    accs.append(run.accuracy(target["test"]))
+                curves[init, size, seed] = accs
+                report.rows.append({"part": "transfer", "task": TARGET, "seed": seed, "train_examples": size,
+                                    "init": init, "steps": s.transfer_steps,
+                                    **{f"test_acc_step_{p}": a for p, a in zip(s.checkpoints, accs)}})
+            log(f"transfer seed {seed} size {size} done")
+    rows = [(init,) + tuple(_ms([curves[init, n, seed][-1] for seed in s.seeds]) for n in s.sizes) for init in inits]
+    report.add(f"## (b) Low-resource transfer\n\nTarget `{TARGET}`, {s.transfer_steps} steps of batch "
+               f"{s.batch_size} on the first n training examples (a seeded shuffle), test accuracy (chance 0.5), "
+               f"mean ± std over {len(s.seeds)} seeds. Related vectors: the mean of "
+               f"{', '.join(t for t in RELATED if t in data)}; "
+               f"unrelated: {UNRELATED}.\n\n" + markdown_table(("init",) + tuple(f"n={n}" for n in s.sizes), rows))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for init in inits:
+        means = [sum(curves[init, n, seed][-1] for seed in s.seeds) / len(s.seeds) for n in s.sizes]
+        axes[0].plot(s.sizes, means, marker="o", label=init)
+        n = s.sizes[0]
+        curve = [sum(curves[init, n, seed][k] for seed in s.seeds) / len(s.seeds) for k in range(len(s.checkpoints))]
+        axes[1].plot(s.checkpoints, curve, marker="o", label=init)
+    axes[0].set_xscale("log", base=2)
+    axes[0].set_xlabel("training examples")
+    axes[0].set_ylabel(f"test accuracy after {s.transfer_steps} steps")
+    axes[1].set_xlabel(f"step (n={s.sizes[0]})")
+    axes[1].set_ylabel("test accuracy")
+    axes[0].legend(fontsize=8)
+    report.figure(fig, "transfer", f"Low-resource transfer to {TARGET} (mean over seeds).")
+
+
+def part_arithmetic(runs: Dict, data: Dict, tasks: Sequence[str], s: Settings, report, log) -> None:
+    from fastprompt.experiments.report import markdown_table
+    from fastprompt.vectors import TaskPromptVector
+
+    pairs = s.pairs or [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+    results: Dict = {}
+    for a, b in pairs:
+        for seed in s.seeds:
+            ra, rb = runs[a, seed], runs[b, seed]
+            single = {a: ra.accuracy(data[a]["test"]), b: rb.accuracy(data[b]["test"])}
+            for method in s.merges:
+                merged = TaskPromptVector.merge([ra.vector(), rb.vector()], method, **MERGES[method])
+                best = None
+                for lam in LAMBDAS:
+                    prompt = merged.apply(ra.init, lam)
+                    val = (ra.accuracy(data[a]["validation"], prompt) + rb.accuracy(data[b]["validation"], prompt)) / 2
+                    if best is None or val > best[0]:
+                        best = (val, lam, prompt)
+                _, lam, prompt = best
+                test = {a: ra.accuracy(data[a]["test"], prompt), b: rb.accuracy(data[b]["test"], prompt)}
+                for t, other in ((a, b), (b, a)):
+                    relative = 100 * test[t] / single[t] if single[t] else float("nan")
+                    results.setdefault((a, b, method, t), []).append(relative)
+                    report.rows.append({"part": "arithmetic", "task": t, "with": other, "seed": seed,
+                                        "merge": method, "lambda": lam, "single_task_test_acc": single[t],
+                                        "combined_test_acc": test[t], "percent_of_single": relative})
+        log(f"arithmetic {a} + {b} done")
+    rows = [(f"{a} + {b}", method, t, _ms(v, digits=1)) for (a, b, method, t), v in results.items()]
+    report.add("## (c) Arithmetic\n\nThe prompt `init + lambda * merge(tau_A, tau_B)` (lambda from "
+               f"{list(LAMBDAS)}, chosen per seed on the two validation splits; TIES density 0.2, DARE keep "
+               "probability 0.5), each task scored with its own head: test accuracy as a percentage of the "
+               f"task's single-task accuracy (`init + tau_task`), mean ± std over {len(s.seeds)} seeds.\n\n"
+               + markdown_table(("pair", "merge", "task", "% of single-task accuracy"), rows))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{a}+{b}\n{m}\n({t})" for (a, b, m, t) in results]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(labels)), 4))
+    means = [sum(v) / len(v) for v in results.values()]
+    ax.bar(range(len(labels)), means)
+    ax.axhline(100, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax.set_ylabel("% of single-task accuracy")
+    report.figure(fig, "arithmetic", "Combined prompts: each task's accuracy as a percentage of its own (mean over seeds).")
+
+
+def _ms(values, digits: int = 3):
+    from fastprompt.experiments.report import mean_std
+
+    return mean_std(values, digits)
+
+
+# ---- entry point ----------------------------------------------------------------------------------
+
+def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = "cpu", log=print) -> None:
+    from fastprompt.experiments.report import markdown_table
+
+    s = Settings.make(quick, seeds)
+    data = load_tasks(quick)
+    tasks = list(data)
+    report.add(__doc__.split("\n\n", 1)[1].strip())
+    runs, rows = {}, []
+    for seed in s.seeds:
+        for t in tasks:
+            start = time.perf_counter()
+            r = Run(t, data[t]["num_labels"], seed, s, device)
+            losses = r.train(r.batches(data[t]["train"], s.steps, seed))
+            seconds = time.perf_counter() - start
+            acc = r.accuracy(data[t]["test"])
+            runs[t, seed] = r
+            report.rows.append({"part": "tuning", "task": t, "seed": seed, "steps": s.steps,
+                                "loss_first": losses[0], "loss_last": losses[-1], "test_acc": acc,
+                                "seconds": round(seconds, 1)})
+            log(f"tuned {t} seed {seed}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, test accuracy {acc:.3f} "
+                f"({seconds:.0f} s)")
+    for t in tasks:
+        accs = [row["test_acc"] for row in report.rows if row.get("task") == t and row["part"] == "tuning"]
+        sizes = "/".join(str(len(data[t][split])) for split in ("train", "validation", "test"))
+        rows.append((t, data[t]["num_labels"], sizes, _ms(accs)))
+    report.add(f"## Single-task prompt tuning\n\n{s.tokens} soft tokens, {s.steps} steps of batch {s.batch_size}, "
+               f"AdamW (prompt {0.03 * s.lr_scale:g}, head {0.01 * s.lr_scale:g}), mean ± std over seeds "
+               f"{list(s.seeds)}:\n\n" + markdown_table(("task", "classes", "train/validation/test", "test accuracy"),
+                                                         rows))
+    part_similarity(runs, tasks, s.seeds, report, log)
+    part_transfer(runs, data, s, device, report, log)
+    part_arithmetic(runs, data, tasks, s, report, log)
