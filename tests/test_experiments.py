@@ -5,6 +5,8 @@ import csv
 import pytest
 import torch
 
+import fastprompt
+
 from conftest import require
 
 require("transformers")
@@ -79,3 +81,83 @@ def test_unknown_experiment_is_an_error(capsys):
     with pytest.raises(SystemExit):
         main(["nothing"])
     assert "unknown experiment 'nothing'" in capsys.readouterr().err
+
+
+def test_ept_report_has_every_part(tmp_path, monkeypatch, one_thread):
+    import fastprompt.models
+    from fastprompt.experiments import ept
+    from fastprompt.experiments.__main__ import main
+
+    monkeypatch.setattr(fastprompt.models, "load_minilm", tiny_minilm)
+    tiny = ept.Settings(seeds=(0, 1), tasks=("sentiment_places", "review_domain"), steps=2,
+                        ablations=("N=1", "shared gate", "no fusion"))
+    monkeypatch.setattr(ept.Settings, "make", classmethod(lambda cls, quick, seeds: tiny))
+    main(["ept", "--quick", "--out", str(tmp_path)])
+    md = (tmp_path / "ept.md").read_text()
+    for heading in ("## Main comparison", "## Ablations on review_domain", "## Learned gate weights"):
+        assert heading in md
+    assert "EPT / DePT" in md
+    for suffix in ("gates", "accuracy"):
+        assert (tmp_path / f"ept_{suffix}.png").stat().st_size > 1000
+    with open(tmp_path / "ept.csv") as f:
+        rows = list(csv.DictReader(f))
+    main_rows = [r for r in rows if r["part"] == "main"]
+    assert {r["method"] for r in main_rows} == {"prompt tuning", "DePT", "EPT"}
+    assert len(main_rows) == 3 * 2 * 2
+    assert {r["method"] for r in rows if r["part"] == "ablation"} == {"EPT N=1", "EPT shared gate", "EPT no fusion"}
+    trainable = {r["method"]: int(r["trainable"]) for r in main_rows if r["task"] == "sentiment_places"}
+    assert trainable["DePT"] <= trainable["prompt tuning"] < trainable["EPT"]
+
+
+def test_ept_without_fusion_projects_the_short_prompt():
+    from fastprompt.nn import EPTPrompt
+
+    torch.manual_seed(0)
+    with_fusion = EPTPrompt(3, 8, 2, 16, num_spaces=2)
+    without = EPTPrompt(3, 8, 2, 16, num_spaces=2, fusion=False)
+    without.load_state_dict(with_fusion.state_dict())
+    with torch.no_grad():
+        with_fusion.offset.B.normal_()
+        without.offset.B.copy_(with_fusion.offset.B)
+    assert torch.equal(without.fuse(), without.prompt.weight)
+    assert not torch.allclose(with_fusion(), without())
+    p = without.prompt.weight
+    expected = p + fastprompt.multispace_project(p, without.projection.weight, without.projection.bias,
+                                                 torch.nn.functional.linear(p, without.projection.gate_net.weight,
+                                                                            without.projection.gate_net.bias))
+    torch.testing.assert_close(without(), expected)
+    assert torch.allclose(without.gate_weights().sum(), torch.tensor(1.0))
+
+
+def test_iapt_report_has_every_part(tmp_path, monkeypatch, one_thread):
+    import fastprompt.models
+    from fastprompt.experiments import iapt
+    from fastprompt.experiments.__main__ import main
+
+    monkeypatch.setattr(fastprompt.models, "load_minilm", tiny_minilm)
+    tiny = iapt.Settings(seeds=(0, 1), tasks=("sentiment_places", "review_domain"),
+                         activation_tasks=("sentiment_places",), steps=2)
+    monkeypatch.setattr(iapt.Settings, "make", classmethod(lambda cls, quick, seeds: tiny))
+    main(["iapt", "--quick", "--out", str(tmp_path)])
+    md = (tmp_path / "iapt.md").read_text()
+    for heading in ("## (a) Methods at a comparable budget", "## (b) Learned rational activations",
+                    "## (c) Multi-tenant serving against LoRA"):
+        assert heading in md
+    assert "| IAPT / LoRA |" in md or "No serving results found" in md
+    assert (tmp_path / "iapt_activations.png").stat().st_size > 1000
+    with open(tmp_path / "iapt.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["method"] for r in rows if r["part"] == "methods"} == set(iapt.methods())
+    fixed = [r for r in rows if r["part"] == "activation"]
+    assert {r["method"] for r in fixed} == {f"IAPT fixed {a} in every layer" for a in iapt.FIXED_ACTIVATIONS}
+    assert len(fixed) == 3 * 2
+
+
+def test_iapt_fixed_activation_is_frozen():
+    from fastprompt.experiments import common
+
+    model, optimizer = common.iapt(4, activation="relu")(tiny_minilm(with_tokenizer=False), None, 0)
+    frozen = [n for n, p in model.named_parameters() if ".activation." in n]
+    assert frozen and all(not p.requires_grad for n, p in model.named_parameters() if ".activation." in n)
+    trained = {id(p) for group in optimizer.param_groups for p in group["params"] if p.requires_grad}
+    assert not any(id(p) in trained for n, p in model.named_parameters() if ".activation." in n)

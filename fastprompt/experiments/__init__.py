@@ -3,8 +3,8 @@ offline (``python -m fastprompt.experiments NAME [--quick] [--seeds N]``; ``make
 them all). Each experiment module has ``NAME``, ``TITLE`` and ``run(report, quick, seeds, device,
 log)``; the report (:class:`fastprompt.experiments.report.Report`) becomes
 ``experiments/results/NAME.md`` with a CSV of every run and PNG plots."""
-from fastprompt.experiments import task_vectors
+from fastprompt.experiments import ept, iapt, task_vectors
 
-EXPERIMENTS = {module.NAME: module for module in (task_vectors,)}
+EXPERIMENTS = {module.NAME: module for module in (iapt, ept, task_vectors)}
 
 __all__ = ["EXPERIMENTS"]

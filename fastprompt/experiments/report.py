@@ -11,6 +11,15 @@ from typing import Dict, List, Sequence
 import torch
 
 
+def std(values: Sequence[float]) -> float:
+    """Sample standard deviation (0 for fewer than two values)."""
+    values = [float(v) for v in values]
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def mean_std(values: Sequence[float], digits: int = 3) -> str:
     """``mean ± std`` (sample standard deviation; ``mean`` alone for one value)."""
     values = [float(v) for v in values]
@@ -19,8 +28,7 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
     mean = sum(values) / len(values)
     if len(values) == 1:
         return f"{mean:.{digits}f}"
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std(values):.{digits}f}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

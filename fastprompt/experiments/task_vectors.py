@@ -36,9 +36,6 @@ import torch
 
 NAME = "task_vectors"
 TITLE = "Task prompt vectors on all-MiniLM-L6-v2 (arXiv 2408.01119, small scale)"
-DOMAINS = ("book", "film", "headphones", "hotel", "phone", "restaurant")
-SENTIMENT_TASKS = {"sentiment_media": ("film", "book"), "sentiment_products": ("phone", "headphones"),
-                   "sentiment_places": ("restaurant", "hotel")}
 TARGET, RELATED, UNRELATED = "sentiment_places", ("sentiment_media", "sentiment_products"), "review_domain"
 MERGES = {"task_arithmetic": {}, "ties": {"density": 0.2}, "dare": {"density": 0.5, "seed": 0}}
 LAMBDAS = (0.4, 0.6, 0.8, 1.0)
@@ -51,7 +48,6 @@ class Settings:
     steps: int = 150
     batch_size: int = 8
     lr_scale: float = 3.0          # prompt 9e-2, head 3e-2: the best of the learning-rate study
-    max_length: int = 64
     sizes: Sequence[int] = (16, 32, 64, 128)
     transfer_steps: int = 40
     checkpoints: Sequence[int] = (0, 10, 20, 40)
@@ -67,77 +63,42 @@ class Settings:
         return cls(seeds=tuple(range(seeds or 3)))
 
 
-# ---- data -------------------------------------------------------------------------------------
+# ---- data and runs ------------------------------------------------------------------------------
 
 def load_tasks(quick: bool = False) -> Dict[str, Dict[str, list]]:
-    """{task: {split: examples}} with integer ``label`` and the class count in ``num_labels``."""
-    from fastprompt.data import TASKS, load_task
+    """The tasks of the experiment (:func:`fastprompt.experiments.common.load_tasks`): every
+    classification task of the reviews and the news topics where shipped (quick: three)."""
+    from fastprompt.experiments.common import available_tasks, load_tasks as load
 
-    reviews = load_task("reviews")
-    tasks = {}
-    for name, domains in SENTIMENT_TASKS.items():
-        if quick and name == "sentiment_products":
-            continue
-        tasks[name] = {split: list(reviews[split].filter(lambda e: e["domain"] in domains)) for split in reviews}
-        tasks[name]["num_labels"] = 2
-    tasks["review_domain"] = {split: list(reviews[split].map(lambda e: {"label": DOMAINS.index(e["domain"])}))
-                              for split in reviews}
-    tasks["review_domain"]["num_labels"] = len(DOMAINS)
-    if "topics" in TASKS and not quick:
-        news = load_task("topics")
-        tasks["news_topic"] = {split: list(news[split]) for split in news}
-        tasks["news_topic"]["num_labels"] = len(TASKS["topics"]["labels"])
-    return tasks
+    if quick:
+        return load(["sentiment_media", "sentiment_places", "review_domain"])
+    return load([n for n in available_tasks() if n != "entailment"])
 
-
-# ---- one run ------------------------------------------------------------------------------------
 
 class Run:
-    """A prompt-tuning model (its own backbone and head) for one task and seed."""
+    """Prompt tuning (:class:`fastprompt.experiments.common.Run`) of one task and seed, with its
+    init kept and the accuracy of any other prompt on its head."""
 
     def __init__(self, task: str, num_labels: int, seed: int, s: Settings, device: str, init: str = "random",
                  init_tensor: Optional[torch.Tensor] = None):
-        from fastprompt.methods import PromptTuningConfig, PromptTuningModel
-        from fastprompt.models import load_minilm
+        from fastprompt.experiments.common import Run as CommonRun, prompt_tuning
 
-        torch.manual_seed(seed)  # the head
-        backbone, self.tokenizer = load_minilm("sequence_classification", num_labels=num_labels)
-        if init_tensor is not None:
-            config = PromptTuningConfig(num_virtual_tokens=s.tokens, init="tensor", init_tensor=init_tensor)
-        else:
-            config = PromptTuningConfig(num_virtual_tokens=s.tokens, init=init, seed=seed)
-        self.model = PromptTuningModel(backbone, config, tokenizer=self.tokenizer).to(device)
-        self.task, self.seed, self.s, self.device = task, seed, s, device
+        self.run = CommonRun(task, num_labels, seed, prompt_tuning(s.tokens, init, init_tensor, s.lr_scale), device,
+                             s.batch_size)
+        self.model, self.task, self.seed = self.run.model, task, seed
         self.init = self.model.prompt().detach().clone()
-        self.optimizer = torch.optim.AdamW(self.model.param_groups(scale=s.lr_scale))
-        from fastprompt.data import ClassificationCollator
-
-        self.collator = ClassificationCollator(self.tokenizer, max_length=s.max_length)
-
-    def batches(self, examples: list, steps: int, seed: int):
-        from fastprompt.demo import make_batches
-
-        return make_batches(examples, self.collator, steps, self.s.batch_size, seed=seed, device=self.device)
-
-    def train(self, batches) -> List[float]:
-        from fastprompt.demo import train_steps
-        from fastprompt.data import model_inputs
-
-        return train_steps(self.model, self.optimizer, batches, lambda m, b: m(**model_inputs(m, b)).loss,
-                           progress=False)
+        self.batches, self.train = self.run.batches, self.run.train
 
     def accuracy(self, examples: list, prompt: Optional[torch.Tensor] = None) -> float:
         """Accuracy on ``examples``, with ``prompt`` (L, d) in place of the tuned one if given."""
-        from fastprompt.data import classification_accuracy
-
         if prompt is None:
-            return classification_accuracy(self.model, self.collator, examples)
+            return self.run.accuracy(examples)
         weight = self.model.prompt_encoder.weight
         kept = weight.detach().clone()
         with torch.no_grad():
             weight.copy_(prompt)
         try:
-            return classification_accuracy(self.model, self.collator, examples)
+            return self.run.accuracy(examples)
         finally:
             with torch.no_grad():
                 weight.copy_(kept)

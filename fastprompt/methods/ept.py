@@ -21,11 +21,14 @@ class EPTConfig(DePTConfig):
             gating network) or ``"shared"`` (one learned mix for the whole prompt).
         projection_init_scale: s, the projection weights start as N(0, s^2 / d) (the projection
             is a residual branch, so a small s starts EPT close to DePT with fusion).
+        fusion: the prompt fusion step (the short prompt attending over itself and the low-rank
+            knowledge); ``False`` projects the short prompt directly (an ablation).
     """
 
     num_spaces: int = 4
     gate: str = "per_row"
     projection_init_scale: float = 0.1
+    fusion: bool = True
 
     method = "ept"
 
@@ -34,6 +37,8 @@ class EPTConfig(DePTConfig):
         positive_int("num_spaces", self.num_spaces)
         if self.gate not in ("per_row", "shared"):
             raise ValueError(f"gate: expected 'per_row' or 'shared', got {self.gate!r}")
+        if not isinstance(self.fusion, bool):
+            raise ValueError(f"fusion: expected True or False, got {self.fusion!r}")
 
 
 class EPTModel(DePTModel):
@@ -56,5 +61,5 @@ class EPTModel(DePTModel):
 
     def _build_encoder(self, cfg: EPTConfig) -> nn.Module:
         return EPTPrompt(cfg.num_virtual_tokens, cfg.max_len, cfg.rank, self.token_dim, num_spaces=cfg.num_spaces,
-                         gate=cfg.gate, projection_init_scale=cfg.projection_init_scale, device=self._device(),
-                         dtype=torch.float32)
+                         gate=cfg.gate, projection_init_scale=cfg.projection_init_scale, fusion=cfg.fusion,
+                         device=self._device(), dtype=torch.float32)

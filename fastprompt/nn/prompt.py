@@ -157,15 +157,18 @@ class EPTPrompt(nn.Module):
         num_tokens: m. max_len: l. rank: r. dim: d. num_spaces: N.
         gate: "per_row" or "shared" (see :class:`fastprompt.nn.MultiSpaceProjection`).
         projection_init_scale: s above.
+        fusion: step 2; ``False`` skips it (F = P), an ablation.
 
     ``forward()`` returns Z (m, d); ``offset(embeds)`` adds the low-rank offset to input embeddings.
     """
 
     def __init__(self, num_tokens: int, max_len: int, rank: int, dim: int, num_spaces: int = 4,
-                 gate: str = "per_row", projection_init_scale: float = 0.1, device=None, dtype=None):
+                 gate: str = "per_row", projection_init_scale: float = 0.1, fusion: bool = True, device=None,
+                 dtype=None):
         super().__init__()
         from fastprompt.nn.multispace_project import MultiSpaceProjection
 
+        self.fusion = bool(fusion)
         self.prompt = SoftPrompt(num_tokens, dim, device=device, dtype=dtype)
         self.offset = LowRankOffset(max_len, rank, dim, device=device, dtype=dtype)
         self.projection = MultiSpaceProjection(dim, dim, num_spaces, gate=gate, bias=True, device=device, dtype=dtype)
@@ -183,7 +186,9 @@ class EPTPrompt(nn.Module):
         return self.projection.gate
 
     def fuse(self) -> torch.Tensor:
-        """F = P + softmax(P [P; A B]^T / sqrt(d)) [P; A B], without forming A B."""
+        """F = P + softmax(P [P; A B]^T / sqrt(d)) [P; A B], without forming A B (P without fusion)."""
+        if not self.fusion:
+            return self.prompt.weight
         return ept_fuse(self.prompt.weight, self.offset.A, self.offset.B)
 
     def forward(self) -> torch.Tensor:
@@ -191,10 +196,19 @@ class EPTPrompt(nn.Module):
         gate_net = proj.gate_net
         return ept_prompt(self.prompt.weight, self.offset.A, self.offset.B, proj.weight, proj.bias,
                           proj.gate_logits, gate_net.weight if gate_net is not None else None,
-                          gate_net.bias if gate_net is not None else None)
+                          gate_net.bias if gate_net is not None else None, fusion=self.fusion)
+
+    def gate_weights(self) -> torch.Tensor:
+        """The mix of the N spaces, (N,): softmax(c) for a shared gate, else the mean over the soft
+        tokens of each token's mix."""
+        with torch.no_grad():
+            proj = self.projection
+            if proj.gate_net is None:
+                return torch.softmax(proj.gate_logits, dim=0)
+            return torch.softmax(proj.gate_net(self.fuse()), dim=-1).mean(0)
 
     def extra_repr(self) -> str:
-        return f"projection_init_scale={self.projection_init_scale}"
+        return f"projection_init_scale={self.projection_init_scale}, fusion={self.fusion}"
 
 
 def ept_fuse(prompt: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -207,16 +221,17 @@ def ept_fuse(prompt: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> torch.Te
     return prompt + attn[:, :m] @ prompt + (attn[:, m:] @ A) @ B
 
 
-def ept_prompt(prompt, A, B, weight, bias=None, gate_logits=None, gate_weight=None, gate_bias=None) -> torch.Tensor:
+def ept_prompt(prompt, A, B, weight, bias=None, gate_logits=None, gate_weight=None, gate_bias=None,
+               fusion: bool = True) -> torch.Tensor:
     """The EPT prompt Z (m, d) from its parameters (what :class:`EPTPrompt` computes; same
-    arguments as :func:`fastprompt.reference.ept_prompt_ref`): fusion, then
-    Z = F + multispace_project(F, weight, bias, gate) with the gate shared (``gate_logits``
-    (N,)), per row (``gate_weight`` (N, d), ``gate_bias`` (N,)), or uniform."""
+    arguments as :func:`fastprompt.reference.ept_prompt_ref`): fusion (F = P with
+    ``fusion=False``), then Z = F + multispace_project(F, weight, bias, gate) with the gate shared
+    (``gate_logits`` (N,)), per row (``gate_weight`` (N, d), ``gate_bias`` (N,)), or uniform."""
     from fastprompt.ops.multispace_project import multispace_project
 
     if gate_weight is not None and gate_logits is not None:
         raise ValueError("gate_logits, gate_weight: give a shared gate or a gating network, not both")
-    fused = ept_fuse(prompt, A, B)
+    fused = ept_fuse(prompt, A, B) if fusion else prompt
     if gate_weight is not None:
         gate_logits = torch.nn.functional.linear(fused, gate_weight, gate_bias)
     return fused + multispace_project(fused, weight, bias, gate_logits)
