@@ -2,14 +2,15 @@
 collators (chat template or plain concatenation, padding sides, pre-encoded examples, the
 Trainer), and the accuracy helpers, on tiny word-level tokenizers (offline, fast)."""
 import json
+from collections import Counter
 
 import pytest
 import torch
 
 from conftest import require
 
-from fastprompt.data import (IGNORE_INDEX, ClassificationCollator, InstructionCollator, choice_accuracy,
-                             classification_accuracy, label_words, task_files, tasks_folder)
+from fastprompt.data import (IGNORE_INDEX, TASKS, ClassificationCollator, InstructionCollator, choice_accuracy,
+                             classification_accuracy, instruction, label_words, task_files, tasks_folder)
 
 transformers = require("transformers")
 tokenizers = require("tokenizers")
@@ -59,6 +60,42 @@ def test_shipped_task_files_are_balanced_disjoint_english_reviews():
         task_files("glue")
 
 
+SHIPPED = {  # task: ((train, validation, test) sizes, label_text of each class, answer words)
+    "reviews": ((408, 96, 96), ("negative", "positive"), ("negative", "positive")),
+    "topics": ((320, 80, 80), ("sport", "science", "business", "politics"),
+               ("sport", "science", "business", "politics")),
+    "entailment": ((320, 80, 80), ("entailment", "not_entailment"), ("yes", "no")),
+}
+
+
+def shipped_records(task):
+    return {split: [json.loads(line) for line in open(path)] for split, path in task_files(task).items()}
+
+
+def test_shipped_tasks_are_the_known_ones():
+    assert set(TASKS) == set(SHIPPED)
+
+
+@pytest.mark.parametrize("task", sorted(SHIPPED))
+def test_every_shipped_task_is_balanced_disjoint_and_labelled(task):
+    sizes, classes, words = SHIPPED[task]
+    assert tuple(TASKS[task]["classes"]) == classes and tuple(label_words(task)) == words
+    assert all(w.isalpha() and w.islower() for w in words) and len(set(words)) == len(words)  # one plain word each
+    records = shipped_records(task)
+    assert tuple(len(records[split]) for split in ("train", "validation", "test")) == sizes
+    texts = {split: {r["text"] for r in rs} for split, rs in records.items()}
+    assert sum(len(t) for t in texts.values()) == sum(sizes)  # no text twice, within or across splits
+    for split, rs in records.items():
+        counts = Counter(r["label"] for r in rs)
+        assert sorted(counts) == list(range(len(classes)))
+        assert set(counts.values()) == {len(rs) // len(classes)}, (split, counts)  # balanced
+        assert all(r["label_text"] == classes[r["label"]] for r in rs)
+        assert all(r["text"][0].isupper() and r["text"].rstrip()[-1] in ".!" for r in rs)
+        if task == "entailment":
+            assert all(r["text"] == r["premise"] + " " + r["hypothesis"] for r in rs)
+            assert all(r["premise"] != r["hypothesis"] for r in rs)
+
+
 def test_load_task_through_datasets_and_as_instructions(tmp_path):
     require("datasets")
     from fastprompt.data import as_instructions, load_files, load_task
@@ -83,6 +120,41 @@ def test_load_task_through_datasets_and_as_instructions(tmp_path):
     assert as_instructions(mine, text_key="sentence")["train"][0]["response"] == "positive"
     with pytest.raises(ValueError, match="format"):
         load_files(str(tmp_path / "x.txt"))
+
+
+PROMPTS = {  # the prompt each shipped task gives for one example
+    "reviews": lambda r: f"Is the following review positive or negative? Answer with one word.\n\n{r['text']}",
+    "topics": lambda r: ("What is the topic of the following news text? Answer with one word: sport, science, "
+                         f"business or politics.\n\n{r['text']}"),
+    "entailment": lambda r: ("Does the first sentence imply the second? Answer with one word: yes or no.\n\n"
+                             f"First: {r['premise']}\nSecond: {r['hypothesis']}"),
+}
+
+
+@pytest.mark.parametrize("task", sorted(SHIPPED))
+def test_every_shipped_task_loads_and_gives_its_prompt(task):
+    require("datasets")
+    from fastprompt.data import as_instructions, load_task
+
+    sizes, classes, words = SHIPPED[task]
+    data = load_task(task)
+    assert tuple(len(data[split]) for split in ("train", "validation", "test")) == sizes
+    assert data["train"][0] == shipped_records(task)["train"][0]
+    rows = as_instructions(load_task(task, split="test", limit=8), task)
+    assert len(rows) == 8
+    for row in rows:
+        assert row["prompt"] == PROMPTS[task](row)
+        assert row["response"] == words[row["label"]] and row["label_text"] == classes[row["label"]]
+    # instruction() for one example: the text positionally, other fields as keywords
+    first = rows[0]
+    if task == "entailment":
+        assert instruction(task, premise=first["premise"], hypothesis=first["hypothesis"]) == first["prompt"]
+        with pytest.raises(ValueError, match="needs hypothesis"):
+            instruction(task, premise=first["premise"])
+    else:
+        assert instruction(task, first["text"]) == instruction(task, text=first["text"]) == first["prompt"]
+        with pytest.raises(ValueError, match="needs text"):
+            instruction(task)
 
 
 # ---- the instruction collator --------------------------------------------------------------------------
