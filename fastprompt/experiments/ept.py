@@ -61,7 +61,7 @@ def ablation(name: str):
 
 def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = "cpu", log=print) -> None:
     from fastprompt.experiments.common import available_tasks, load_tasks, train_and_score
-    from fastprompt.experiments.report import markdown_table, mean_std, std
+    from fastprompt.experiments.report import clearly_positive, markdown_table, mean_std, paired_difference, std
 
     s = Settings.make(quick, seeds)
     names = list(s.tasks) if s.tasks else [t for t in available_tasks() if t != "entailment"]
@@ -89,12 +89,29 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
         rows.append((method, f"{trainable:,}") + tuple(mean_std(v) for v in per_task)
                     + (f"{sum(means) / len(means):.3f}", f"{std(means):.3f}", mean_std(steps, 4)))
     time_ratio = {m: sum(r["s_per_step"] for t in names for r in results[m, t]) for m in methods()}
+    spread = {m: std([sum(r["test_acc"] for r in results[m, t]) / len(results[m, t]) for t in names]) for m in methods()}
+    findings = []
+    for other in ("DePT", "prompt tuning"):
+        diff = [e["test_acc"] - o["test_acc"] for t in names for e, o in zip(results["EPT", t], results[other, t])]
+        verdict = "higher than" if clearly_positive(diff) else (
+            "lower than" if clearly_positive([-d for d in diff]) else "not clearly different from")
+        findings.append(f"EPT's accuracy is {verdict} {other}'s (EPT minus {other}, paired by task and seed: "
+                        f"{paired_difference(diff)})")
+    steadiest = min(spread, key=spread.get)
+    findings.append(f"the smallest spread over tasks is {steadiest}'s ({spread[steadiest]:.3f}; EPT "
+                    f"{spread['EPT']:.3f}, DePT {spread['DePT']:.3f}, prompt tuning {spread['prompt tuning']:.3f}), "
+                    + ("as the paper's consistency claim says" if steadiest == "EPT" else
+                       "so the consistency claim does not reproduce here"))
+    ratio = time_ratio["EPT"] / time_ratio["DePT"]
+    findings.append(f"EPT's training step takes {ratio:.2f}x DePT's ({100 * (ratio - 1):+.0f}%; the paper reports "
+                    "-14%)")
     report.add(f"## Main comparison\n\n{s.steps} steps of batch 8 per run; test accuracy mean ± std over seeds "
                f"{list(s.seeds)}; the spread is the standard deviation of the per-task means; s/step is the "
                f"training time per step (mean ± std over all runs); trainable parameters include the "
                f"classification head.\n\n" + markdown_table(header, rows)
                + f"\n\nTraining time per step, EPT / DePT: {time_ratio['EPT'] / time_ratio['DePT']:.2f}; EPT / prompt "
-               f"tuning: {time_ratio['EPT'] / time_ratio['prompt tuning']:.2f}.")
+               f"tuning: {time_ratio['EPT'] / time_ratio['prompt tuning']:.2f}.\n\nFindings: "
+               + "; ".join(findings) + ".")
     abl: Dict = {}
     if ABLATION_TASK in data:
         base = results["EPT", ABLATION_TASK]
@@ -110,9 +127,14 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
                         out["run"].model.prompt_encoder.gate_weights())
                 log(f"ablation {name} seed {seed}: test {row['test_acc']:.3f}")
         rows = [(name, f"{v[0]['trainable']:,}", mean_std([r["test_acc"] for r in v]),
-                 mean_std([r["val_acc"] for r in v]), mean_std([r["s_per_step"] for r in v], 4)) for name, v in abl.items()]
-        report.add(f"## Ablations on {ABLATION_TASK}\n\n" + markdown_table(
-            ("variant", "trainable", "test accuracy", "validation accuracy", "s/step"), rows))
+                 mean_std([r["val_acc"] for r in v]), mean_std([r["s_per_step"] for r in v], 4),
+                 "" if v is base else paired_difference([a["test_acc"] - b["test_acc"] for a, b in zip(v, base)]))
+                for name, v in abl.items()]
+        report.add(f"## Ablations on {ABLATION_TASK}\n\nTest accuracy minus that of EPT's main setting, paired by "
+                   "seed, in the last column (a difference within about two standard errors of zero is not resolved "
+                   "by these seeds).\n\n" + markdown_table(
+                       ("variant", "trainable", "test accuracy", "validation accuracy", "s/step",
+                        "test accuracy minus main EPT"), rows))
     _plot_gates(report, gates)
     _plot_accuracy(report, results, names)
 

@@ -59,7 +59,7 @@ def methods() -> Dict[str, object]:
 
 def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = "cpu", log=print) -> None:
     from fastprompt.experiments import common
-    from fastprompt.experiments.report import markdown_table, mean_std
+    from fastprompt.experiments.report import clearly_positive, markdown_table, mean_std, paired_difference
 
     s = Settings.make(quick, seeds)
     data = common.load_tasks(sorted(set(s.tasks) | set(s.activation_tasks)))
@@ -86,10 +86,19 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
         rows.append((method, f"{all_runs[0]['trainable']:,}") + tuple(mean_std(v) for v in per_task)
                     + (f"{sum(means) / len(means):.3f}", mean_std([r["s_per_step"] for r in all_runs], 4),
                        f"{sum(r['s_per_step'] for r in all_runs) * s.steps / len(all_runs):.0f}"))
+    findings = []
+    for other in chosen:
+        if other == "IAPT":
+            continue
+        diff = [a["test_acc"] - b["test_acc"] for t in s.tasks for a, b in zip(results["IAPT", t], results[other, t])]
+        verdict = "higher than" if clearly_positive(diff) else (
+            "lower than" if clearly_positive([-d for d in diff]) else "not clearly different from")
+        findings.append(f"{verdict} {other} ({paired_difference(diff)})")
     report.add(f"## (a) Methods at a comparable budget\n\n{s.steps} steps of batch 8 per run; test accuracy mean ± "
                f"std over seeds {list(s.seeds)}; trainable parameters include the classification head (of the "
                f"first task); s/step and the training seconds of one run are means over all runs.\n\n"
-               + markdown_table(header, rows))
+               + markdown_table(header, rows) + "\n\nFinding: IAPT's test accuracy, paired by task and seed, is "
+               + "; ".join(findings) + ".")
     _activation_part(report, s, data, learned, device, log)
     _serving_part(report)
 
@@ -128,11 +137,23 @@ def _activation_part(report, s: Settings, data: Dict, learned: Dict, device: str
     rows = [(name,) + tuple(mean_std([r["test_acc"] for r in v[t]]) for t in s.activation_tasks)
             + tuple(mean_std([r["loss_last5"] for r in v[t]]) for t in s.activation_tasks)
             for name, v in variants.items()]
+    from fastprompt.experiments.report import clearly_positive, paired_difference
+
+    learned_runs = variants["learned rational per layer (GELU init)"]
+    findings = []
+    for fixed in FIXED_ACTIVATIONS:
+        runs = variants[f"fixed {fixed} in every layer"]
+        diff = [a["test_acc"] - b["test_acc"] for t in s.activation_tasks for a, b in zip(learned_runs[t], runs[t])]
+        verdict = "higher than" if clearly_positive(diff) else (
+            "lower than" if clearly_positive([-d for d in diff]) else "not clearly different from")
+        findings.append(f"{verdict} with fixed {fixed} ({paired_difference(diff)})")
     report.add("## (b) Learned rational activations vs one fixed activation\n\nIAPT as in (a); the fixed "
                "variants use the rational fit of the activation with its coefficients frozen. Test accuracy and "
                "the training loss of the last 5 steps, mean ± std over seeds:\n\n" + markdown_table(
                    ("activation",) + tuple(f"test acc, {t}" for t in s.activation_tasks)
-                   + tuple(f"final loss, {t}" for t in s.activation_tasks), rows))
+                   + tuple(f"final loss, {t}" for t in s.activation_tasks), rows)
+               + "\n\nFinding: with learned per-layer rational activations the test accuracy, paired by task and "
+               "seed, is " + "; ".join(findings) + ".")
     _plot_activations(report, s, learned)
 
 

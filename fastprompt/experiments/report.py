@@ -31,10 +31,39 @@ def mean_std(values: Sequence[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std(values):.{digits}f}"
 
 
+def paired_difference(differences: Sequence[float]) -> str:
+    """``+0.012 ± 0.004 (n = 6)``: the mean of paired differences and its standard error."""
+    values = [float(v) for v in differences]
+    n = len(values)
+    mean = sum(values) / n if n else float("nan")
+    se = std(values) / math.sqrt(n) if n > 1 else float("nan")
+    return f"{mean:+.3f} ± {se:.3f} (standard error, n = {n})"
+
+
+def clearly_positive(differences: Sequence[float]) -> bool:
+    """Whether the mean of paired differences is above zero by more than two standard errors."""
+    values = [float(v) for v in differences]
+    if len(values) < 2:
+        return False
+    mean = sum(values) / len(values)
+    return mean > 2 * std(values) / math.sqrt(len(values))
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(str(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} CPU"
 
 
 def environment(device: str) -> str:
@@ -44,7 +73,7 @@ def environment(device: str) -> str:
     if device.startswith("cuda"):
         hardware = torch.cuda.get_device_name(torch.device(device))
     else:
-        hardware = f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        hardware = f"{cpu_name()}, {torch.get_num_threads()} threads"
     return (f"{hardware}; Python {platform.python_version()}, torch {torch.__version__}, transformers "
             f"{transformers.__version__}; {datetime.date.today().isoformat()}")
 
