@@ -25,7 +25,7 @@ random init, so vectors of one seed can be added to that init. Three parts, as i
 
 Differences from the paper: a 22M-parameter encoder with classification heads instead of T5
 text-to-text, so a task keeps its own head and a fresh head starts at chance whatever the prompt
-init; 20 soft tokens instead of 100; 150 steps; test splits of 34-96 examples.
+init; 20 soft tokens instead of 100; 150 steps; test splits of 32-96 examples.
 """
 import random
 import time
@@ -53,13 +53,12 @@ class Settings:
     checkpoints: Sequence[int] = (0, 10, 20, 40)
     pairs: Optional[Sequence[Sequence[str]]] = None
     merges: Sequence[str] = tuple(MERGES)
-    quick: bool = False
 
     @classmethod
     def make(cls, quick: bool, seeds: Optional[int]) -> "Settings":
         if quick:
             return cls(seeds=tuple(range(seeds or 2)), steps=30, sizes=(16, 64), transfer_steps=10,
-                       checkpoints=(0, 5, 10), merges=("task_arithmetic",), quick=True)
+                       checkpoints=(0, 5, 10), merges=("task_arithmetic",))
         return cls(seeds=tuple(range(seeds or 3)))
 
 
