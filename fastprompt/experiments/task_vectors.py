@@ -131,10 +131,10 @@ def part_similarity(runs: Dict, tasks: Sequence[str], seeds: Sequence[int], repo
                 raw.append(cos(runs[t, s].model.prompt(), runs[t, s2].model.prompt()))
         across_init_gain += [v - r for v, r in zip(vec, raw)]
         rows.append((t, _ms(vec), _ms(raw)))
-    mean_gain = sum(across_init_gain) / max(len(across_init_gain), 1)
-    if clearly_positive(across_init_gain) and mean_gain >= MEANINGFUL_COSINE_GAIN:
+    consistent = clearly_positive(across_init_gain)
+    if consistent and sum(across_init_gain) / len(across_init_gain) >= MEANINGFUL_COSINE_GAIN:
         verdict = "more similar than the raw prompts, as the paper reports"
-    elif clearly_positive(across_init_gain):
+    elif consistent:
         verdict = (f"more similar than the raw prompts by a consistent but negligible margin (below "
                    f"{MEANINGFUL_COSINE_GAIN} cosine): in substance this claim does not reproduce at this scale")
     else:
