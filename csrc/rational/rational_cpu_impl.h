@@ -70,6 +70,49 @@ inline void store_full<BFloat16>(BFloat16* p, vfloat v) {
   std::memcpy(p, &h, sizeof h);
 }
 
+// 2 * kLanes bfloat16 values as two float vectors, interleaved with zeros within each 128-bit
+// lane (unpack low / high: no shift, no cross-lane move); the element order inside the pair of
+// vectors is permuted, which a pointwise computation does not mind as long as the result goes
+// back through store_bf16_pair, the exact inverse.
+using vu16x2 = simd::Vec<2 * kLanes>::u16;
+inline void load_bf16_pair(const BFloat16* p, vfloat& lo, vfloat& hi) {
+  vu16x2 h;
+  std::memcpy(&h, p, sizeof h);
+  const vu16x2 z = {};
+#if FP_CPU_LANES == 16
+  lo = (vfloat)__builtin_shufflevector(z, h, 0, 32, 0, 33, 0, 34, 0, 35, 0, 40, 0, 41, 0, 42, 0, 43,
+                                       0, 48, 0, 49, 0, 50, 0, 51, 0, 56, 0, 57, 0, 58, 0, 59);
+  hi = (vfloat)__builtin_shufflevector(z, h, 0, 36, 0, 37, 0, 38, 0, 39, 0, 44, 0, 45, 0, 46, 0, 47,
+                                       0, 52, 0, 53, 0, 54, 0, 55, 0, 60, 0, 61, 0, 62, 0, 63);
+#else
+  lo = (vfloat)__builtin_shufflevector(z, h, 0, 16, 0, 17, 0, 18, 0, 19, 0, 24, 0, 25, 0, 26, 0, 27);
+  hi = (vfloat)__builtin_shufflevector(z, h, 0, 20, 0, 21, 0, 22, 0, 23, 0, 28, 0, 29, 0, 30, 0, 31);
+#endif
+}
+
+// float -> bfloat16 bits (round to nearest even) in the upper half of each 32-bit lane, for finite
+// values only (a NaN could round to infinity).
+inline vu32 round_to_bf16_finite(vfloat v) {
+  const vu32 u = (vu32)v;
+  return u + 0x7fffu + ((u >> 16) & 1u);
+}
+
+// Inverse of load_bf16_pair for finite values: the upper halves of lo's and hi's lanes, packed
+// back in memory order.
+inline void store_bf16_pair_finite(BFloat16* p, vfloat lo, vfloat hi) {
+  const vu16x2 l = (vu16x2)round_to_bf16_finite(lo);
+  const vu16x2 h = (vu16x2)round_to_bf16_finite(hi);
+#if FP_CPU_LANES == 16
+  const vu16x2 out = __builtin_shufflevector(l, h, 1, 3, 5, 7, 33, 35, 37, 39, 9, 11, 13, 15, 41, 43,
+                                             45, 47, 17, 19, 21, 23, 49, 51, 53, 55, 25, 27, 29, 31,
+                                             57, 59, 61, 63);
+#else
+  const vu16x2 out = __builtin_shufflevector(l, h, 1, 3, 5, 7, 17, 19, 21, 23, 9, 11, 13, 15, 25, 27,
+                                             29, 31);
+#endif
+  std::memcpy(p, &out, sizeof out);
+}
+
 template <typename T>
 inline vfloat load_lanes(const T* p, int64_t n) {  // n <= kLanes; missing lanes are 0
   if (n == kLanes) return load_full(p);
@@ -113,45 +156,121 @@ inline bool mask_lane(int m, int) { return m != 0; }  // scalar masks (bool | bo
 template <typename C, int D, typename F>
 inline void for_each_group_run(const Problem& pb, int64_t begin, int64_t end, F&& f) {
   const C* coef = static_cast<const C*>(pb.coef);
-  for (int64_t i = begin; i < end;) {
-    const int64_t segment = i / pb.group_size;
-    const int64_t g = segment % pb.groups;
-    const int64_t run_end = std::min(end, (segment + 1) * pb.group_size);
+  // one division for the first run; the following runs step through the groups cyclically
+  int64_t run_end = (begin / pb.group_size + 1) * pb.group_size;
+  int64_t g = (begin / pb.group_size) % pb.groups;
+  for (int64_t i = begin; i < end; i = run_end, run_end += pb.group_size) {
     C a[D + 1], b[D + 1];
     for (int j = 0; j <= D; ++j) {
       a[j] = coef[g * 2 * (D + 1) + j];
       b[j] = coef[g * 2 * (D + 1) + D + 1 + j];
     }
-    f(i, run_end, g, a, b);
-    i = run_end;
+    f(i, std::min(end, run_end), g, a, b);
+    if (++g == pb.groups) g = 0;
+  }
+}
+
+// Short groups: the whole rows inside [begin, end), [rows_begin, rows_end), are visited in blocks
+// of rows, group by group within a block: f(g, a, b, first, stride, rows) covers the runs
+// [first + r * stride, + group_size) for r < rows, so that a group's coefficients are set up
+// once per block instead of once per run. The partial rows at both ends go through
+// for_each_group_run (run(lo, hi)).
+constexpr int64_t kRowBlockElements = 2048;
+
+template <typename C, int D, typename Run, typename F>
+inline void for_each_group_by_rows(const Problem& pb, int64_t begin, int64_t end, Run&& run,
+                                   F&& f) {
+  const int64_t row = pb.groups * pb.group_size;
+  const int64_t rows_begin = std::min(end, (begin + row - 1) / row * row);
+  const int64_t rows_end = std::max(rows_begin, end / row * row);
+  run(begin, rows_begin);
+  // blocks of whole rows small enough to stay in the L2 cache while every group passes over them
+  const int64_t block = std::max<int64_t>(1, kRowBlockElements / row) * row;
+  const C* coef = static_cast<const C*>(pb.coef);
+  for (int64_t block_begin = rows_begin; block_begin < rows_end; block_begin += block) {
+    const int64_t rows = (std::min(rows_end, block_begin + block) - block_begin) / row;
+    for (int64_t g = 0; g < pb.groups; ++g) {
+      C a[D + 1], b[D + 1];
+      for (int j = 0; j <= D; ++j) {
+        a[j] = coef[g * 2 * (D + 1) + j];
+        b[j] = coef[g * 2 * (D + 1) + D + 1 + j];
+      }
+      f(g, a, b, block_begin + g * pb.group_size, row, rows);
+    }
+  }
+  run(rows_end, end);
+}
+
+// Groups shorter than this are visited by rows (for_each_group_by_rows) in the forward.
+constexpr int64_t kShortGroup = 64;
+
+// Forward of one group run [lo, hi): the direct form over the whole run, with the unsafe-point
+// masks or-ed together instead of a branch per vector; a run that has any unsafe point is
+// evaluated again vector by vector (evaluate_fast, then the wide re-evaluation per lane).
+template <typename T, int D, int FORM>
+void forward_run(const T* x, T* y, int64_t lo, int64_t hi, const acc_t<T>* a,
+                 const acc_t<T>* b, const DirectCoefs<D, FORM, typename Lane<T>::type>& coefs) {
+  using V = typename Lane<T>::type;
+  using W = typename Wider<acc_t<T>>::type;
+  constexpr int width = Lane<T>::width;
+  V value;
+  decltype(direct_value(V{}, coefs, value)) unsafe{};  // all lanes false
+  int64_t i = lo;
+  if constexpr (std::is_same_v<T, BFloat16>) {
+    // two vectors per step through the cheaper paired conversions; a non-finite result is
+    // flagged unsafe, so the run is stored again by the checked path below
+    for (; i + 2 * width <= hi; i += 2 * width) {
+      V x0, x1, y0, y1;
+      load_bf16_pair(x + i, x0, x1);
+      unsafe |= direct_value(x0, coefs, y0);
+      unsafe |= direct_value(x1, coefs, y1);
+      store_bf16_pair_finite(y + i, y0, y1);
+    }
+  }
+  for (; i + width <= hi; i += width) {
+    unsafe |= direct_value(load_value(x + i, width), coefs, value);
+    store_value(y + i, value, width);
+  }
+  if (i < hi) {
+    unsafe |= direct_value(load_value(x + i, hi - i), coefs, value);
+    store_value(y + i, value, hi - i);
+  }
+  if (__builtin_expect(!fp_any(unsafe), 1)) return;
+  for (i = lo; i < hi; i += width) {
+    const int64_t n = std::min<int64_t>(width, hi - i);
+    const V xv = load_value(x + i, n);
+    Point<D, V> p;
+    const bool direct = evaluate_fast<D, FORM>(xv, a, b, p);
+    store_value(y + i, p.y, n);
+    if (direct) continue;
+    const auto wide = needs_wide(p);
+    if (!fp_any(wide)) continue;
+    for (int l = 0; l < n; ++l) {
+      if (!mask_lane(wide, l)) continue;
+      Point<D, W> pw;
+      evaluate<D, FORM>(W(lane(xv, l)), a, b, pw);
+      y[i + l] = Convert<T>::store(acc_t<T>(pw.y));
+    }
   }
 }
 
 template <typename T, int D, int FORM>
 void forward_range(const Problem& pb, const T* x, T* y, int64_t begin, int64_t end) {
-  using C = acc_t<T>;
-  using V = typename Lane<T>::type;
-  using W = typename Wider<C>::type;
-  constexpr int width = Lane<T>::width;
-  for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t, const C* a, const C* b) {
-    for (int64_t i = lo; i < hi; i += width) {
-      const int64_t n = std::min<int64_t>(width, hi - i);
-      const V xv = load_value(x + i, n);
-      Point<D, V> p;
-      const bool direct = evaluate_fast<D, FORM>(xv, a, b, p);
-      store_value(y + i, p.y, n);
-      if (__builtin_expect(direct, 1)) continue;
-      const auto wide = needs_wide(p);
-      if (fp_any(wide)) {
-        for (int l = 0; l < n; ++l) {
-          if (!mask_lane(wide, l)) continue;
-          Point<D, W> pw;
-          evaluate<D, FORM>(W(lane(xv, l)), a, b, pw);
-          y[i + l] = Convert<T>::store(C(pw.y));
+  using Coefs = DirectCoefs<D, FORM, typename Lane<T>::type>;
+  const auto runs = [&](int64_t lo, int64_t hi) {
+    for_each_group_run<acc_t<T>, D>(pb, lo, hi, [&](int64_t l, int64_t h, int64_t, const auto* a, const auto* b) {
+      forward_run<T, D, FORM>(x, y, l, h, a, b, Coefs(a, b));
+    });
+  };
+  if (pb.group_size >= kShortGroup) return runs(begin, end);
+  for_each_group_by_rows<acc_t<T>, D>(pb, begin, end, runs,
+      [&](int64_t, const auto* a, const auto* b, int64_t first, int64_t stride, int64_t rows) {
+        const Coefs coefs(a, b);
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t lo = first + r * stride;
+          forward_run<T, D, FORM>(x, y, lo, lo + pb.group_size, a, b, coefs);
         }
-      }
-    }
-  });
+      });
 }
 
 // Element chunk of the backward: fixed by the shapes alone, so the reduction order (and the
@@ -165,7 +284,7 @@ inline int64_t backward_chunk(const Problem& pb) {
 // stored, the fast-path terms are added to the vector accumulators sa / sb, the terms of the
 // points re-evaluated in the wider type to wide_a / wide_b (clamped to the float range).
 template <typename T, int D, int FORM, typename V, typename W, typename C>
-inline void backward_run(const T* dy, const T* x, T* dx, int64_t lo, int64_t hi, const C* a,
+__attribute__((always_inline)) inline void backward_run(const T* dy, const T* x, T* dx, int64_t lo, int64_t hi, const C* a,
                          const C* b, const DerivCoefs<D, FORM, C>& dc, V* sa, V* sb, W* wide_a,
                          W* wide_b) {
   constexpr int width = Lane<T>::width;
@@ -229,56 +348,44 @@ void backward_chunk_range(const Problem& pb, const T* dy, const T* x, T* dx, int
   using W = typename Wider<C>::type;
   constexpr int K = D + 1;
   constexpr int64_t kFlushEvery = 256;  // float accumulators are flushed to double this often
-  if (pb.group_size < kFlushEvery && pb.groups * 2 * K * int64_t(sizeof(V)) <= 32768) {
-    // Small groups (runs shorter than kFlushEvery): one set of vector accumulators per group
-    // for the whole chunk, flushed once a group has seen kFlushEvery elements, instead of a
-    // horizontal sum at the end of every short run.
-    // (the accumulators live in a byte buffer and are copied in and out per run: a std::vector
-    // of vectors is not guaranteed the vector alignment that the AVX loads assume)
-    std::vector<unsigned char> acc(size_t(pb.groups * 2 * K) * sizeof(V), 0);  // zero bits = 0.0
-    std::vector<W> wide(size_t(pb.groups * 2 * K), W(0));
-    std::vector<int64_t> seen(size_t(pb.groups), 0);
-    const auto flush_group = [&](int64_t g, V* sa, V* sb) {
-      W* wa = wide.data() + g * 2 * K;
-      flush_terms<K>(partial + g * 2 * K, partial + g * 2 * K + K, sa, sb, wa, wa + K);
-      seen[size_t(g)] = 0;
-    };
-    for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
-      unsigned char* slot = acc.data() + size_t(g * 2 * K) * sizeof(V);
-      V sa[K], sb[K];
-      std::memcpy(sa, slot, sizeof sa);
-      std::memcpy(sb, slot + sizeof sa, sizeof sb);
-      W* wa = wide.data() + g * 2 * K;
-      backward_run<T, D, FORM>(dy, x, dx, lo, hi, a, b, DerivCoefs<D, FORM, C>(a, b), sa, sb, wa,
-                               wa + K);
-      seen[size_t(g)] += hi - lo;
-      if (seen[size_t(g)] >= kFlushEvery) flush_group(g, sa, sb);
-      std::memcpy(slot, sa, sizeof sa);
-      std::memcpy(slot + sizeof sa, sb, sizeof sb);
+  const auto runs = [&](int64_t lo_all, int64_t hi_all) {
+    for_each_group_run<C, D>(pb, lo_all, hi_all, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
+      double* acc_a = partial + g * 2 * K;
+      double* acc_b = acc_a + K;
+      const DerivCoefs<D, FORM, C> dc(a, b);
+      for (int64_t block = lo; block < hi; block += kFlushEvery) {
+        const int64_t block_end = std::min(hi, block + kFlushEvery);
+        V sa[K], sb[K];
+        for (int j = 0; j < K; ++j) sa[j] = sb[j] = splat_as(V{}, 0.0);
+        W wide_a[K] = {}, wide_b[K] = {};
+        backward_run<T, D, FORM>(dy, x, dx, block, block_end, a, b, dc, sa, sb, wide_a, wide_b);
+        flush_terms<K>(acc_a, acc_b, sa, sb, wide_a, wide_b);
+      }
     });
-    for (int64_t g = 0; g < pb.groups; ++g) {
-      if (seen[size_t(g)] == 0) continue;
-      unsigned char* slot = acc.data() + size_t(g * 2 * K) * sizeof(V);
-      V sa[K], sb[K];
-      std::memcpy(sa, slot, sizeof sa);
-      std::memcpy(sb, slot + sizeof sa, sizeof sb);
-      flush_group(g, sa, sb);
-    }
-    return;
-  }
-  for_each_group_run<C, D>(pb, begin, end, [&](int64_t lo, int64_t hi, int64_t g, const C* a, const C* b) {
-    double* acc_a = partial + g * 2 * K;
-    double* acc_b = acc_a + K;
-    const DerivCoefs<D, FORM, C> dc(a, b);
-    for (int64_t block = lo; block < hi; block += kFlushEvery) {
-      const int64_t block_end = std::min(hi, block + kFlushEvery);
-      V sa[K], sb[K];
-      for (int j = 0; j < K; ++j) sa[j] = sb[j] = splat_as(V{}, 0.0);
-      W wide_a[K] = {}, wide_b[K] = {};
-      backward_run<T, D, FORM>(dy, x, dx, block, block_end, a, b, dc, sa, sb, wide_a, wide_b);
-      flush_terms<K>(acc_a, acc_b, sa, sb, wide_a, wide_b);
-    }
-  });
+  };
+  if (pb.group_size >= kFlushEvery) return runs(begin, end);
+  // Short groups: group by group over the chunk's whole rows, with one set of accumulators per
+  // group flushed every kFlushEvery elements, instead of a horizontal sum per short run.
+  for_each_group_by_rows<C, D>(pb, begin, end, runs,
+      [&](int64_t g, const C* a, const C* b, int64_t first, int64_t stride, int64_t rows) {
+        const DerivCoefs<D, FORM, C> dc(a, b);
+        V sa[K], sb[K];
+        for (int j = 0; j < K; ++j) sa[j] = sb[j] = splat_as(V{}, 0.0);
+        W wide_a[K] = {}, wide_b[K] = {};
+        double* acc_a = partial + g * 2 * K;
+        int64_t seen = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t lo = first + r * stride;
+          backward_run<T, D, FORM>(dy, x, dx, lo, lo + pb.group_size, a, b, dc, sa, sb, wide_a,
+                                   wide_b);
+          seen += pb.group_size;
+          if (seen >= kFlushEvery) {
+            flush_terms<K>(acc_a, acc_a + K, sa, sb, wide_a, wide_b);
+            seen = 0;
+          }
+        }
+        if (seen > 0) flush_terms<K>(acc_a, acc_a + K, sa, sb, wide_a, wide_b);
+      });
 }
 
 template <typename T, int D, int FORM>

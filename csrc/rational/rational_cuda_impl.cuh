@@ -66,9 +66,13 @@ FP_UNROLL
   for (int l = 0; l < kUnit; l += V) store_pack<T, V>(p + l, in + l);
 }
 
-// y at one point, evaluated as the CPU does (evaluate_fast, then the wide re-evaluation).
+// y at one point, evaluated as the CPU does: the direct form (direct_value), else evaluate_fast,
+// then the wide re-evaluation.
 template <int D, int FORM, typename C>
-__device__ __forceinline__ C point_value(C x, const C* a, const C* b) {
+__device__ __forceinline__ C point_value(C x, const DirectCoefs<D, FORM, C>& dc, const C* a,
+                                         const C* b) {
+  C y;
+  if (!direct_value(x, dc, y)) return y;
   Point<D, C> p;
   if (evaluate_fast<D, FORM>(x, a, b, p)) return p.y;
   if (needs_wide(p)) {
@@ -78,6 +82,15 @@ __device__ __forceinline__ C point_value(C x, const C* a, const C* b) {
     return C(pw.y);
   }
   return p.y;
+}
+
+// (i / group_size) % groups, in 32-bit arithmetic where the tensor allows it (a 64-bit division
+// is a long instruction sequence on the GPU; this runs once per VEC elements).
+__device__ __forceinline__ int64_t group_of(int64_t i, int64_t numel, int64_t groups,
+                                            int64_t group_size) {
+  if (numel <= int64_t(UINT32_MAX))
+    return int64_t((uint32_t(i) / uint32_t(group_size)) % uint32_t(groups));
+  return (i / group_size) % groups;
 }
 
 template <typename T, int D, int FORM, int VEC>
@@ -90,13 +103,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__
   for (int64_t i = (global_thread()) * VEC; i < numel; i += stride) {
     // VEC > 1 only when group_size % VEC == 0 or there is one group: the VEC elements share
     // one group
-    const C* cg = coef + ((i / group_size) % groups) * 2 * K;
+    const C* cg = coef + group_of(i, numel, groups, group_size) * 2 * K;
     C a[K], b[K];
 FP_UNROLL
     for (int j = 0; j < K; ++j) {
       a[j] = __ldg(cg + j);
       b[j] = __ldg(cg + K + j);
     }
+    const DirectCoefs<D, FORM, C> dc(a, b);
     C v[VEC];
     if (VEC == 1 || i + VEC <= numel) {
       if (VEC > 1) {
@@ -105,7 +119,7 @@ FP_UNROLL
         v[0] = Convert<T>::load(x[i]);
       }
 FP_UNROLL
-      for (int l = 0; l < VEC; ++l) v[l] = point_value<D, FORM>(v[l], a, b);
+      for (int l = 0; l < VEC; ++l) v[l] = point_value(v[l], dc, a, b);
       if (VEC > 1) {
         store_pack<T, VEC>(y + i, v);
       } else {
@@ -113,7 +127,7 @@ FP_UNROLL
       }
     } else {  // tail of a single-group tensor whose size is not a multiple of VEC
       for (int64_t k = i; k < numel; ++k)
-        y[k] = Convert<T>::store(point_value<D, FORM>(Convert<T>::load(x[k]), a, b));
+        y[k] = Convert<T>::store(point_value(Convert<T>::load(x[k]), dc, a, b));
     }
   }
 }

@@ -87,6 +87,57 @@ FP_UNROLL
   p.y = pn * p.inv_q;
 }
 
+// Coefficients of the forward's direct form, each broadcast to the value type V once per group:
+// num[j] = a_j; den[k] = |b_k| (form A) or b_k (form B) for k >= 1, den[0] unused.
+template <int D, int FORM, typename V>
+struct DirectCoefs {
+  V num[D + 1];
+  V den[D + 1];
+  template <typename C>
+  FP_HOST_DEVICE DirectCoefs(const C* a, const C* b) {
+FP_UNROLL
+    for (int j = 0; j <= D; ++j) {
+      num[j] = splat_as(V{}, a[j]);
+      den[j] = splat_as(V{}, FORM == kFormA ? fp_abs(b[j]) : b[j]);
+    }
+  }
+};
+
+// sum_{j < N} c[j] x^j by Estrin's scheme: pairs c[2j] + c[2j+1] x, then pairs of those with
+// x^2, and so on; a dependency chain of about 2 log2(N) operations instead of N (Horner).
+template <int N, typename V>
+FP_HOST_DEVICE V estrin(V x, const V* c) {
+  V t[N];
+FP_UNROLL
+  for (int j = 0; j < N; ++j) t[j] = c[j];
+  V power = x;
+FP_UNROLL
+  for (int n = N; n > 1; n = (n + 1) / 2) {
+FP_UNROLL
+    for (int j = 0; j < n / 2; ++j) t[j] = t[2 * j] + t[2 * j + 1] * power;
+    if (n % 2) t[n / 2] = t[n - 1];
+    power = power * power;
+  }
+  return t[0];
+}
+
+// y = P(x) / Q(x) in the direct form, for the forward alone (no powers kept, one division).
+// Returns the mask of the points where that form is not trusted, the same test as evaluate_fast:
+// |x| > 2^8, |y| > 2^40 or not a number, or Q overflowed; those points go through evaluate_fast
+// and the wide re-evaluation instead.
+template <int D, int FORM, typename V>
+FP_HOST_DEVICE auto direct_value(V x, const DirectCoefs<D, FORM, V>& c, V& y) {
+  const V pn = estrin<D + 1>(x, c.num);
+  // Q = 1 + sum_{k >= 1} den_k |x|^k (form A) or 1 + |sum_{k >= 1} b_k x^k| (form B)
+  const V t = FORM == kFormA ? fp_abs(x) : x;
+  const V sn = estrin<D>(t, c.den + 1) * t;
+  const V qn = splat_as(x, 1.0) + (FORM == kFormA ? sn : fp_abs(sn));
+  y = pn / qn;
+  const V limit = splat_as(x, 1099511627776.0);  // 2^40
+  return (fp_abs(x) > splat_as(x, 256.0)) | (fp_abs(y) > limit) | (y != y) |
+         (qn == splat_as(x, double(INFINITY)));
+}
+
 // True where the fast (float) evaluation may have lost the denominator to underflow or
 // produced a value large enough for the gradient terms (~ dy * y / Q) to overflow float;
 // those points are re-evaluated in the wider type.
