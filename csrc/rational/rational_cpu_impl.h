@@ -151,20 +151,26 @@ inline void set_lane(double& v, int, double s) { v = s; }
 template <typename M> inline bool mask_lane(const M& m, int l) { return m[l] != 0; }
 inline bool mask_lane(int m, int) { return m != 0; }  // scalar masks (bool | bool is int)
 
+// Local copies of group g's coefficients a (numerator) and b (denominator) from pb.coef.
+template <typename C, int D>
+inline void group_coefs(const Problem& pb, int64_t g, C* a, C* b) {
+  const C* coef = static_cast<const C*>(pb.coef) + g * 2 * (D + 1);
+  for (int j = 0; j <= D; ++j) {
+    a[j] = coef[j];
+    b[j] = coef[D + 1 + j];
+  }
+}
+
 // Calls f(begin, end, g, a, b) for each maximal sub-range of [begin, end) inside one group;
 // a and b are local copies of the group's coefficients (no aliasing with the output).
 template <typename C, int D, typename F>
 inline void for_each_group_run(const Problem& pb, int64_t begin, int64_t end, F&& f) {
-  const C* coef = static_cast<const C*>(pb.coef);
   // one division for the first run; the following runs step through the groups cyclically
   int64_t run_end = (begin / pb.group_size + 1) * pb.group_size;
   int64_t g = (begin / pb.group_size) % pb.groups;
   for (int64_t i = begin; i < end; i = run_end, run_end += pb.group_size) {
     C a[D + 1], b[D + 1];
-    for (int j = 0; j <= D; ++j) {
-      a[j] = coef[g * 2 * (D + 1) + j];
-      b[j] = coef[g * 2 * (D + 1) + D + 1 + j];
-    }
+    group_coefs<C, D>(pb, g, a, b);
     f(i, std::min(end, run_end), g, a, b);
     if (++g == pb.groups) g = 0;
   }
@@ -186,15 +192,11 @@ inline void for_each_group_by_rows(const Problem& pb, int64_t begin, int64_t end
   run(begin, rows_begin);
   // blocks of whole rows small enough to stay in the L2 cache while every group passes over them
   const int64_t block = std::max<int64_t>(1, kRowBlockElements / row) * row;
-  const C* coef = static_cast<const C*>(pb.coef);
   for (int64_t block_begin = rows_begin; block_begin < rows_end; block_begin += block) {
     const int64_t rows = (std::min(rows_end, block_begin + block) - block_begin) / row;
     for (int64_t g = 0; g < pb.groups; ++g) {
       C a[D + 1], b[D + 1];
-      for (int j = 0; j <= D; ++j) {
-        a[j] = coef[g * 2 * (D + 1) + j];
-        b[j] = coef[g * 2 * (D + 1) + D + 1 + j];
-      }
+      group_coefs<C, D>(pb, g, a, b);
       f(g, a, b, block_begin + g * pb.group_size, row, rows);
     }
   }
@@ -284,9 +286,9 @@ inline int64_t backward_chunk(const Problem& pb) {
 // stored, the fast-path terms are added to the vector accumulators sa / sb, the terms of the
 // points re-evaluated in the wider type to wide_a / wide_b (clamped to the float range).
 template <typename T, int D, int FORM, typename V, typename W, typename C>
-__attribute__((always_inline)) inline void backward_run(const T* dy, const T* x, T* dx, int64_t lo, int64_t hi, const C* a,
-                         const C* b, const DerivCoefs<D, FORM, C>& dc, V* sa, V* sb, W* wide_a,
-                         W* wide_b) {
+__attribute__((always_inline)) inline void backward_run(
+    const T* dy, const T* x, T* dx, int64_t lo, int64_t hi, const C* a, const C* b,
+    const DerivCoefs<D, FORM, C>& dc, V* sa, V* sb, W* wide_a, W* wide_b) {
   constexpr int width = Lane<T>::width;
   constexpr int K = D + 1;
   for (int64_t i = lo; i < hi; i += width) {
