@@ -202,30 +202,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
   TORCH_CHECK(base_rows == 0 || base_rows == 1 || base_rows == B, "base_rows: expected 0, 1 or ",
               B, ", got ", base_rows);
   const at::Tensor g = grad_out.to(bank.scalar_type()).contiguous();
-  // grad_bank = weights^T (T, B) applied to the rows of grad_out
-  PreparedCombine gb;
-  gb.compute = p.compute;
-  gb.bank = g;
-  gb.weights = p.weights.t().contiguous();
-  gb.problem = CombineProblem{p.problem.dtype, B, T, N, 0};
   at::Tensor grad_bank = at::empty({T, N}, p.bank.options());
   at::Tensor grad_weights = at::empty({B, T}, p.weights.options());
-  if (B == 0) {
+  if (B == 0 || N == 0) {
     grad_bank.zero_();
     grad_weights.zero_();
+  } else if (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble) {
+    // Both products through the vendor BLAS (on the current stream on CUDA): a matrix product
+    // reuses each loaded tile across rows and vectors (about 4x faster on the CPU than the fused
+    // dot kernel for grad_weights) and reads weights^T in place.
+    at::mm_out(grad_bank, p.weights.t(), g);   // (T, B) @ (B, N)
+    at::mm_out(grad_weights, g, p.bank.t());   // (B, N) @ (N, T)
   } else {
+    // The 16-bit types keep the kernels, which convert on load and accumulate in float32 without
+    // materialising float32 copies: grad_bank = weights^T (T, B) applied to the rows of grad_out.
+    PreparedCombine gb;
+    gb.compute = p.compute;
+    gb.bank = g;
+    gb.weights = p.weights.t().contiguous();
+    gb.problem = CombineProblem{p.problem.dtype, B, T, N, 0};
     combine_fn(gb, grad_bank);
-    if (N == 0) {
-      grad_weights.zero_();
-    } else if (g.scalar_type() == at::kFloat || g.scalar_type() == at::kDouble) {
-      // grad_weights (B, T) = grad_out (B, N) @ bank^T through the vendor BLAS (on the current
-      // stream on CUDA): a matrix product reuses each loaded tile across rows and vectors (about
-      // 4x faster on the CPU than the fused dot kernel). The 16-bit types keep the kernel, which
-      // converts on load and accumulates in float32 without materialising float32 copies.
-      at::mm_out(grad_weights, g, p.bank.t());
-    } else {
-      weights_grad_fn(p.problem, g, p.bank, grad_weights);
-    }
+    weights_grad_fn(p.problem, g, p.bank, grad_weights);
   }
   at::Tensor grad_base;
   if (base_rows == 0) {
@@ -254,7 +251,7 @@ TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
   m.def("combine(Tensor bank, Tensor weights, Tensor? base) -> Tensor");
   // base_rows: 0 (no base), 1 (shared) or B -> (grad_bank (T, N), grad_weights (B, T),
   // grad_base (base_rows, N))
-  m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, int base_rows) "
+  m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, SymInt base_rows) "
         "-> (Tensor, Tensor, Tensor)");
   // vectors (T, N); weights (T,); method task_arithmetic | magnitude_prune | ties | dare |
   // dare_ties; sign total | frequency; seed: DARE mask seed -> (N,)

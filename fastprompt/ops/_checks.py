@@ -21,19 +21,6 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-def layout_like(grad, like: torch.Tensor):
-    """``grad`` with the strides of ``like``, the tensor it is the gradient of (unchanged when they
-    already agree).
-
-    The kernels return some gradients as slices of a larger buffer. Where a dimension has size 1
-    such a slice counts as contiguous but keeps the buffer's stride, and DistributedDataParallel
-    compares a gradient's strides exactly with those of its bucket: it warns ("Grad strides do not
-    match bucket view strides") and copies on every step."""
-    if grad is None or grad.stride() == like.stride():
-        return grad
-    return torch.empty_like(like, dtype=grad.dtype).copy_(grad)
-
-
 def check_fake_dims(**tensors) -> None:
     """The dimension checks of a fake kernel: name=(tensor, dims, shape_doc) for each argument,
     checked in order with torch._check (the kernels check the rest)."""

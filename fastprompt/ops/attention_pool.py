@@ -12,7 +12,7 @@ kernels, whatever the number of different query sets.
 import torch
 
 from fastprompt._dtypes import accumulation_dtype
-from fastprompt.ops._checks import check_fake_dims, check_tensor, layout_like
+from fastprompt.ops._checks import check_fake_dims, check_tensor
 from fastprompt.reference.attention_pool import attention_pool_ref
 
 __all__ = ["attention_pool"]
@@ -73,22 +73,3 @@ def _attention_pool_fake(z, queries, mask):
 @torch.library.register_fake("fastprompt::attention_pool_backward")
 def _attention_pool_backward_fake(grad_out, z, queries, mask, out, lse):
     return z.new_empty(z.shape), queries.new_empty(queries.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    z, queries, mask = inputs
-    out, lse = output
-    ctx.mark_non_differentiable(lse)
-    ctx.save_for_backward(z, queries, mask, out, lse)
-
-
-def _backward(ctx, grad_out, _grad_lse):
-    z, queries, mask, out, lse = ctx.saved_tensors
-    grad_z, grad_queries = torch.ops.fastprompt.attention_pool_backward.default(
-        grad_out, z, queries, mask, out, lse)
-    return (grad_z if ctx.needs_input_grad[0] else None,
-            layout_like(grad_queries, queries) if ctx.needs_input_grad[1] else None,
-            None)
-
-
-torch.library.register_autograd("fastprompt::attention_pool", _backward, setup_context=_setup_context)

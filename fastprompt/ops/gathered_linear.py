@@ -8,7 +8,7 @@ so results do not depend on the thread count.
 """
 import torch
 
-from fastprompt.ops._checks import check_fake_dims, check_tensor, layout_like
+from fastprompt.ops._checks import check_fake_dims, check_tensor
 
 __all__ = ["gathered_linear"]
 
@@ -50,22 +50,3 @@ def _gathered_linear_fake(x, weight, bias, index):
 def _gathered_linear_backward_fake(grad_out, x, weight, index, bias):
     grad_bias = x.new_empty((weight.shape[0], weight.shape[1]) if bias else (0, 0))
     return x.new_empty(x.shape), x.new_empty(weight.shape), grad_bias
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, index = inputs
-    ctx.has_bias = bias is not None
-    ctx.save_for_backward(x, weight, bias, index)
-
-
-def _backward(ctx, grad_out):
-    x, weight, bias, index = ctx.saved_tensors
-    grad_x, grad_weight, grad_bias = torch.ops.fastprompt.gathered_linear_backward.default(
-        grad_out, x, weight, index, ctx.has_bias)
-    return (grad_x if ctx.needs_input_grad[0] else None,
-            layout_like(grad_weight, weight) if ctx.needs_input_grad[1] else None,
-            layout_like(grad_bias, bias) if ctx.has_bias and ctx.needs_input_grad[2] else None,
-            None)
-
-
-torch.library.register_autograd("fastprompt::gathered_linear", _backward, setup_context=_setup_context)

@@ -91,26 +91,3 @@ def _multispace_project_backward_fake(grad_out, x, weight, bias, gate_logits, sa
     return (x.new_empty(x.shape), weight.new_empty(weight.shape),
             weight.new_empty(bias.shape if bias is not None else (0,)),
             weight.new_empty(gate_logits.shape if gate_logits is not None else (0,)))
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, gate_logits = inputs
-    _, saved = output
-    ctx.mark_non_differentiable(saved)
-    ctx.save_for_backward(x, weight, bias, gate_logits, saved)
-
-
-def _backward(ctx, grad_out, _grad_saved):
-    x, weight, bias, gate_logits, saved = ctx.saved_tensors
-    grad_x, grad_weight, grad_bias, grad_logits = \
-        torch.ops.fastprompt.multispace_project_backward.default(
-            grad_out.contiguous(), x, weight, bias, gate_logits, saved)
-    need = ctx.needs_input_grad
-    return (grad_x if need[0] else None,
-            grad_weight if need[1] else None,
-            grad_bias if bias is not None and need[2] else None,
-            grad_logits if gate_logits is not None and need[3] else None)
-
-
-torch.library.register_autograd("fastprompt::multispace_project", _backward,
-                                setup_context=_setup_context)

@@ -7,7 +7,7 @@ where channel c of the last dimension uses group g = c // (C / G).
 """
 import torch
 
-from fastprompt.ops._checks import check_choice, check_tensor, layout_like
+from fastprompt.ops._checks import check_choice, check_tensor
 
 __all__ = ["rational"]
 
@@ -51,25 +51,3 @@ def _rational_fake(x, numerator, denominator, form):
 @torch.library.register_fake("fastprompt::rational_backward")
 def _rational_backward_fake(grad_out, x, numerator, denominator, form):
     return x.new_empty(x.shape), numerator.new_empty(numerator.shape), denominator.new_empty(denominator.shape)
-
-
-def _setup_context(ctx, inputs, output):
-    x, numerator, denominator, form = inputs
-    ctx.save_for_backward(x, numerator, denominator)
-    ctx.form = form
-
-
-def _backward(ctx, grad_out):
-    x, numerator, denominator = ctx.saved_tensors
-    grad_x, grad_num, grad_den = torch.ops.fastprompt.rational_backward.default(
-        grad_out, x, numerator, denominator, ctx.form
-    )
-    return (
-        grad_x if ctx.needs_input_grad[0] else None,
-        layout_like(grad_num, numerator) if ctx.needs_input_grad[1] else None,
-        layout_like(grad_den, denominator) if ctx.needs_input_grad[2] else None,
-        None,
-    )
-
-
-torch.library.register_autograd("fastprompt::rational", _backward, setup_context=_setup_context)

@@ -176,22 +176,3 @@ def _combine_backward_fake(grad_out, bank, weights, base_rows):
 def _merge_fake(vectors, weights, method, density, sign, seed):
     check_fake_dims(vectors=(vectors, 2, "(vectors, numel)"))
     return vectors.new_empty((vectors.shape[1],))
-
-
-def _combine_setup_context(ctx, inputs, output):
-    bank, weights, base = inputs
-    ctx.base_rows = 0 if base is None else base.shape[0]
-    ctx.save_for_backward(bank, weights)
-
-
-def _combine_backward(ctx, grad_out):
-    bank, weights = ctx.saved_tensors
-    grad_bank, grad_weights, grad_base = torch.ops.fastprompt.combine_backward.default(
-        grad_out, bank, weights, ctx.base_rows)
-    return (grad_bank if ctx.needs_input_grad[0] else None,
-            grad_weights if ctx.needs_input_grad[1] else None,
-            grad_base if ctx.base_rows and ctx.needs_input_grad[2] else None)
-
-
-torch.library.register_autograd("fastprompt::combine", _combine_backward,
-                                setup_context=_combine_setup_context)
