@@ -15,10 +15,15 @@ struct CombineFunction : torch::autograd::Function<CombineFunction> {
                             const std::optional<at::Tensor>& base) {
     static const auto op = op_handle<at::Tensor(const at::Tensor&, const at::Tensor&,
                                                 const std::optional<at::Tensor>&)>("fastprompt::combine");
-    // base_rows 0 tells the backward op to skip the gradient of a base that needs none
-    ctx->saved_data["base_rows"] =
-        given(base) && base->requires_grad() ? base->sym_size(0) : c10::SymInt(0);
-    ctx->save_for_backward({bank, weights});
+    // base_rows 0 tells the backward op to skip the gradient of a base that needs none; else 1
+    // (shared) or the number of rows (one base per row), as the op reads base's shape
+    c10::SymInt base_rows = 0;
+    if (given(base) && base->requires_grad()) {
+      const bool per_row = weights.dim() == 2 && base->dim() == bank.dim();
+      base_rows = per_row ? base->sym_size(0) : c10::SymInt(1);
+    }
+    ctx->saved_data["base_rows"] = base_rows;
+    ctx->save_for_backward({bank, weights, base_rows == 0 ? at::Tensor() : *base});
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op.call(bank, weights, base);
   }
@@ -31,7 +36,7 @@ struct CombineFunction : torch::autograd::Function<CombineFunction> {
     const c10::SymInt base_rows = ctx->saved_data["base_rows"].toSymInt();
     auto [grad_bank, grad_weights, grad_base] = op.call(grads[0], saved[0], saved[1], base_rows);
     return {grad_if(ctx, 0, grad_bank), grad_if(ctx, 1, grad_weights),
-            base_rows == 0 ? at::Tensor() : grad_base};
+            base_rows == 0 ? at::Tensor() : grad_base.reshape_symint(saved[2].sym_sizes())};
   }
 };
 

@@ -29,9 +29,13 @@ struct PreparedCombine {
   at::Tensor weights;  // (B, T) contiguous, compute dtype
   at::Tensor base;     // (base_rows, N) contiguous, or undefined
   at::ScalarType compute;
+  at::DimVector out_sizes;  // weights.shape[:-1] + bank.shape[1:]
 };
 
-// bank (T, N), weights (B, T), base (1 or B, N) or none; errors name the argument.
+// bank (T, ...) with N = bank[0].numel(); weights (B, T) or (T,) (B = 1); base none, or of the
+// shape bank.shape[1:] or (1,) + bank.shape[1:] (shared), or (B,) + bank.shape[1:] (per row, 2-D
+// weights only); flattened to the (T, N), (B, T), (base_rows, N) of the kernels. Errors name the
+// argument.
 PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weights,
                                 const std::optional<at::Tensor>& base);
 
@@ -48,7 +52,8 @@ PreparedMerge prepare_merge(const at::Tensor& vectors, const at::Tensor& weights
 // The backward of combine from two device launchers:
 //   combine_fn(const PreparedCombine&, at::Tensor out) and
 //   weights_grad_fn(const CombineProblem&, grad_out, bank, at::Tensor grad_weights (B, T) compute)
-// -> (grad_bank (T, N), grad_weights (B, T) in weights' dtype, grad_base (base_rows, N)).
+// -> (grad_bank, grad_weights in the shapes of bank and weights (weights' dtype), grad_base
+// (base_rows, N)).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
     const at::Tensor& grad_out, const at::Tensor& bank, const at::Tensor& weights,
     int64_t base_rows, void (*combine_fn)(const PreparedCombine&, at::Tensor&),
@@ -73,7 +78,7 @@ at::Tensor combine_op(const at::Tensor& bank, const at::Tensor& weights,
   PreparedCombine p = prepare_combine(bank, weights, base);
   at::Tensor out = at::empty({p.problem.rows, p.problem.numel}, p.bank.options());
   Launch<Device>::combine(p, out);
-  return out;
+  return out.view(p.out_sizes);
 }
 
 template <class Device>
@@ -110,27 +115,36 @@ void register_kernels(torch::Library& m) {
 PreparedCombine prepare_combine(const at::Tensor& bank, const at::Tensor& weights,
                                 const std::optional<at::Tensor>& base) {
   const DType dtype = to_dtype(bank, "bank");
-  check_dim(bank, "bank", 2, "(vectors, numel)");
-  check_dim(weights, "weights", 2, "(rows, vectors)");
+  TORCH_CHECK(bank.dim() >= 1 && bank.size(0) >= 1,
+              "bank: expected shape (T, ...) with at least 1 vector, got ", bank.sizes());
+  TORCH_CHECK(weights.dim() == 1 || weights.dim() == 2,
+              "weights: expected shape (rows, vectors) or (vectors,), got ", weights.sizes());
   check_same_device(bank, "bank", weights, "weights");
   to_dtype(weights, "weights");
-  const int64_t T = bank.size(0), N = bank.size(1), B = weights.size(0);
-  TORCH_CHECK(T >= 1, "bank: expected at least 1 vector, got shape ", bank.sizes());
-  TORCH_CHECK(weights.size(1) == T, "weights: expected shape (rows, ", T,
-              ") with the last dimension equal to bank.shape[0], got ", weights.sizes());
+  const int64_t T = bank.size(0), N = bank.numel() / T;
+  const int64_t B = weights.dim() == 2 ? weights.size(0) : 1;
+  TORCH_CHECK(weights.size(-1) == T, "weights: expected the last dimension to equal the number of "
+              "vectors bank.shape[0] = ", T, ", got shape ", weights.sizes());
+  const c10::IntArrayRef item = bank.sizes().slice(1);
   PreparedCombine p;
+  p.out_sizes.assign(weights.sizes().begin(), weights.sizes().end() - 1);
+  p.out_sizes.append(item.begin(), item.end());
   p.compute = bank.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  p.bank = bank.contiguous();
-  p.weights = weights.to(p.compute).contiguous();
+  p.bank = bank.reshape({T, N}).contiguous();
+  p.weights = weights.reshape({B, T}).to(p.compute).contiguous();
   int64_t base_rows = 0;
   if (base.has_value() && base->defined()) {
     check_same_device(bank, "bank", *base, "base");
     TORCH_CHECK(base->scalar_type() == bank.scalar_type(), "base: expected dtype ",
                 bank.scalar_type(), " (the dtype of bank), got ", base->scalar_type());
-    TORCH_CHECK(base->dim() == 2 && (base->size(0) == 1 || base->size(0) == B) && base->size(1) == N,
-                "base: expected shape (1, ", N, ") or (", B, ", ", N, "), got ", base->sizes());
-    base_rows = base->size(0);
-    p.base = base->contiguous();
+    const bool leading = weights.dim() == 2 && base->dim() == bank.dim() &&
+                         base->sizes().slice(1) == item;
+    const bool shared = base->sizes() == item || (leading && base->size(0) == 1);
+    TORCH_CHECK(shared || (leading && base->size(0) == B), "base: expected shape ", item,
+                " (shared by every row) or (", B, ", ...) with the item shape ", item,
+                " (one per row), got ", base->sizes());
+    base_rows = shared ? 1 : B;
+    p.base = base->reshape({base_rows, N}).contiguous();
   }
   p.problem = CombineProblem{dtype, T, B, N, base_rows};
   return p;
@@ -197,11 +211,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
   PreparedCombine p = prepare_combine(bank, weights, std::nullopt);
   const int64_t T = p.problem.vectors, B = p.problem.rows, N = p.problem.numel;
   check_same_device(bank, "bank", grad_out, "grad_out");
-  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == B && grad_out.size(1) == N,
-              "grad_out: expected shape (", B, ", ", N, "), got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.sizes() == c10::IntArrayRef(p.out_sizes), "grad_out: expected shape ",
+              c10::IntArrayRef(p.out_sizes), " (the output's), got ", grad_out.sizes());
   TORCH_CHECK(base_rows == 0 || base_rows == 1 || base_rows == B, "base_rows: expected 0, 1 or ",
               B, ", got ", base_rows);
-  const at::Tensor g = grad_out.to(bank.scalar_type()).contiguous();
+  const at::Tensor g = grad_out.reshape({B, N}).to(bank.scalar_type()).contiguous();
   at::Tensor grad_bank = at::empty({T, N}, p.bank.options());
   at::Tensor grad_weights = at::empty({B, T}, p.weights.options());
   if (B == 0 || N == 0) {
@@ -242,15 +256,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> combine_backward_with(
       combine_fn(sb, grad_base);
     }
   }
-  return {grad_bank, grad_weights.to(weights.scalar_type()), grad_base};
+  return {grad_bank.view(bank.sizes()), grad_weights.to(weights.scalar_type()).view(weights.sizes()),
+          grad_base};
 }
 
 // The op schemas of the family.
 TORCH_LIBRARY_FRAGMENT(fastprompt, m) {
-  // bank (T, N); weights (B, T); base (1 or B, N) -> out (B, N) = base + weights @ bank
+  // bank (T, ...); weights (B, T) or (T,); base (...), (1, ...) or (B, ...) with the item shape
+  // bank.shape[1:] -> out weights.shape[:-1] + bank.shape[1:] = base + weights @ bank
   m.def("combine(Tensor bank, Tensor weights, Tensor? base) -> Tensor");
-  // base_rows: 0 (no base), 1 (shared) or B -> (grad_bank (T, N), grad_weights (B, T),
-  // grad_base (base_rows, N))
+  // base_rows: 0 (no base gradient), 1 (shared) or B -> (grad_bank, grad_weights (the shapes of
+  // bank and weights), grad_base (base_rows, N) with N = bank[0].numel())
   m.def("combine_backward(Tensor grad_out, Tensor bank, Tensor weights, SymInt base_rows) "
         "-> (Tensor, Tensor, Tensor)");
   // vectors (T, N); weights (T,); method task_arithmetic | magnitude_prune | ties | dare |

@@ -31,7 +31,7 @@ def _check_device(name, t, ref_name, ref):
 
 
 def _combine_shapes(bank, weights, base):
-    """Validates the arguments; returns (T, item shape, B or None, base rows layout)."""
+    """Validates the arguments; returns (T, item shape bank.shape[1:], output shape)."""
     check_tensor("bank", bank)
     if bank.dim() < 1 or bank.shape[0] < 1:
         raise RuntimeError(f"bank: expected shape (T, ...) with at least 1 vector, got {tuple(bank.shape)}")
@@ -74,23 +74,13 @@ def combine(bank: torch.Tensor, weights: torch.Tensor, base: Optional[torch.Tens
         Differentiable in bank, weights and base (deterministic kernels, no atomics).
     """
     T, item, out_shape = _combine_shapes(bank, weights, base)
-    N = 1
-    for s in item:
-        N *= s
-    bank2 = bank.reshape(T, N)
-    weights2 = weights.reshape(-1, T)
-    B = weights2.shape[0]
-    base2 = None
-    if base is not None:
-        lead = len(out_shape) - len(item)  # 1 for 2-D weights, 0 for 1-D
-        if lead == 1 and base.dim() == len(out_shape) and base.shape[0] == B and B != 1:
-            base2 = base.expand(out_shape).reshape(B, N)  # one base per row
+    if base is not None and base.shape != item and base.shape != out_shape:
+        # broadcast to what the op takes: the item shape (shared) or the output shape (one per row)
+        if weights.dim() == 2 and base.dim() == len(out_shape):
+            base = base.expand(out_shape) if base.shape[0] != 1 else base[0].expand(item)
         else:
-            if lead == 1 and base.dim() == len(out_shape):
-                base = base[0]
-            base2 = base.expand(item).reshape(1, N)  # shared by every row
-    out = torch.ops.fastprompt.combine.default(bank2, weights2, base2)
-    return out.reshape(out_shape)
+            base = base.expand(item)
+    return torch.ops.fastprompt.combine.default(bank, weights, base)
 
 
 def merge(vectors: torch.Tensor, method: str, weights: Optional[torch.Tensor] = None,
@@ -160,16 +150,17 @@ def _seed_to_int64(seed: int) -> int:
 # ---- fake kernels and autograd ---------------------------------------------------------------
 @torch.library.register_fake("fastprompt::combine")
 def _combine_fake(bank, weights, base):
-    check_fake_dims(bank=(bank, 2, "(vectors, numel)"), weights=(weights, 2, "(rows, vectors)"))
-    torch._check(weights.shape[1] == bank.shape[0],
+    torch._check(bank.dim() >= 1, lambda: "bank: expected shape (T, ...)")
+    torch._check(weights.dim() in (1, 2), lambda: "weights: expected shape (rows, vectors) or (vectors,)")
+    torch._check(weights.shape[-1] == bank.shape[0],
                  lambda: "weights: expected the last dimension to equal bank.shape[0]")
-    return bank.new_empty((weights.shape[0], bank.shape[1]))
+    return bank.new_empty(tuple(weights.shape[:-1]) + tuple(bank.shape[1:]))
 
 
 @torch.library.register_fake("fastprompt::combine_backward")
 def _combine_backward_fake(grad_out, bank, weights, base_rows):
     return (bank.new_empty(bank.shape), weights.new_empty(weights.shape),
-            bank.new_empty((base_rows, bank.shape[1])))
+            bank.new_empty((base_rows, bank[0].numel())))
 
 
 @torch.library.register_fake("fastprompt::merge")
