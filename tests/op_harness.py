@@ -8,6 +8,8 @@ skip where no GPU is visible) and over the cases the tester lists:
 - ``test_<prefix>matches_reference``: forward and every gradient against the reference run on
   float64 copies of the inputs, within the tolerance of the case's dtype (float64, float32,
   float16, bfloat16); outputs and gradients keep the dtypes of the inputs they belong to;
+- ``test_<prefix>one_gradient``: the reference cases with one floating argument at a time
+  requiring grad (the others plain tensors), against the reference;
 - ``test_<prefix>gradcheck``: ``torch.autograd.gradcheck`` in float64;
 - ``test_<prefix>opcheck``: ``torch.library.opcheck`` of the registered operators;
 - ``test_<prefix>non_contiguous``: strided inputs (at least one tensor not contiguous), against
@@ -29,17 +31,18 @@ import torch
 from conftest import DEVICES, assert_close
 
 
-def run_with_grads(fn: Callable, args: Sequence, grad_out: torch.Tensor, double: bool = False) -> list:
+def run_with_grads(fn: Callable, args: Sequence, grad_out: torch.Tensor, double: bool = False,
+                   grad_of: Optional[int] = None) -> list:
     """fn(*args) with every floating tensor of args as a fresh leaf (float64 copies when
     `double`), backpropagated from grad_out; returns [out, grad of each arg (None for
-    non-floating or non-tensor args)]."""
+    non-floating or non-tensor args)]. With `grad_of`, only argument `grad_of` requires grad."""
     leaves = []
-    for a in args:
+    for i, a in enumerate(args):
         if isinstance(a, torch.Tensor) and a.is_floating_point():
             a = a.detach().clone()
             if double:
                 a = a.double()
-            a.requires_grad_(True)
+            a.requires_grad_(grad_of is None or i == grad_of)
         leaves.append(a)
     out = fn(*leaves)
     out.backward(grad_out.to(out.dtype))
@@ -98,17 +101,17 @@ class OpTester:
         return DEVICES
 
     # ---- checks --------------------------------------------------------------------------------
-    def check_against_reference(self, sample: Sample) -> list:
+    def check_against_reference(self, sample: Sample, grad_of: Optional[int] = None) -> list:
         """Forward and gradients of the op against the reference on float64 copies; returns the
-        op's [out, grads...] (see run_with_grads)."""
+        op's [out, grads...] (see run_with_grads; `grad_of`: only that argument requires grad)."""
         args = sample.args
         grad_out = sample.grad_out
         if grad_out is None:
             with torch.no_grad():
                 shape = self.op(*args).shape
             grad_out = torch.randn(shape, dtype=torch.float64, device=_first_tensor(args).device)
-        got = run_with_grads(self.op, args, grad_out)
-        ref = run_with_grads(self.reference, args, grad_out, double=True)
+        got = run_with_grads(self.op, args, grad_out, grad_of=grad_of)
+        ref = run_with_grads(self.reference, args, grad_out, double=True, grad_of=grad_of)
         assert got[0].shape == ref[0].shape, "out"
         assert got[0].dtype == _first_tensor(args).dtype, "out"
         assert_close(got[0], ref[0], sample.dtype, scale=sample.scales.get("out", 1.0), msg="out")
@@ -151,6 +154,15 @@ class OpTester:
             for op, args in case(device):
                 torch.library.opcheck(op, args)
 
+        def one_gradient(device, case):
+            # each floating argument alone requiring grad: the backward computes and returns
+            # only what is asked for (a base or bias without grad is skipped) and stays right
+            sample = case(device)
+            floating = [i for i, a in enumerate(sample.args)
+                        if isinstance(a, torch.Tensor) and a.is_floating_point()]
+            for i in floating:
+                tester.check_against_reference(sample, grad_of=i)
+
         def non_contiguous(device, case):
             sample = case(device)
             assert any(isinstance(a, torch.Tensor) and not a.is_contiguous() for a in sample.args)
@@ -184,6 +196,7 @@ class OpTester:
                 torch.testing.assert_close(a, b)
 
         add("matches_reference", self.reference_cases(), matches_reference)
+        add("one_gradient", self.reference_cases(), one_gradient)
         add("gradcheck", self.gradcheck_cases(), gradcheck)
         add("opcheck", self.opcheck_cases(), opcheck)
         add("non_contiguous", self.non_contiguous_cases(), non_contiguous)

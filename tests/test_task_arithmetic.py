@@ -18,7 +18,7 @@ def _gen(seed):
 # ---- combine ---------------------------------------------------------------------------------
 # (T, item shape, B): odd and prime sizes, one item larger than a kernel tile, scalar items
 COMBINE_SHAPES = [(3, (7, 13), 5), (16, (10, 41), 4), (1, (1,), 1), (5, (), 3), (2, (3, 2, 137), 2)]
-BASES = ["none", "shared", "per_row", "broadcast"]
+BASES = ["none", "shared", "per_row", "broadcast", "leading_one"]
 
 
 def _combine_inputs(T, item, B, layout, base_kind, device, dtype=torch.float64, seed=0):
@@ -32,6 +32,8 @@ def _combine_inputs(T, item, B, layout, base_kind, device, dtype=torch.float64, 
         base = torch.randn(item, generator=g, dtype=torch.float64).to(device, dtype)
     elif base_kind == "per_row":
         base = torch.randn(lead + item, generator=g, dtype=torch.float64).to(device, dtype)
+    elif base_kind == "leading_one":  # (1, *item): shared, with the rows' dimension kept
+        base = torch.randn((1,) * len(lead) + item, generator=g, dtype=torch.float64).to(device, dtype)
     elif base_kind == "broadcast":  # size-1 dims inside the item and over the rows
         shape = tuple(1 if i == len(item) - 1 else s for i, s in enumerate(item))
         base = torch.randn((1,) * len(lead) + shape, generator=g, dtype=torch.float64).to(device, dtype)
