@@ -11,6 +11,8 @@ skip where no GPU is visible) and over the cases the tester lists:
 - ``test_<prefix>one_gradient``: the reference cases with one floating argument at a time
   requiring grad (the others plain tensors), against the reference;
 - ``test_<prefix>gradcheck``: ``torch.autograd.gradcheck`` in float64;
+- ``test_<prefix>double_backward_refused``: gradients with create_graph=True raise a clear error
+  (the backward ops have no derivative; second-order results would be silently wrong);
 - ``test_<prefix>opcheck``: ``torch.library.opcheck`` of the registered operators;
 - ``test_<prefix>non_contiguous``: strided inputs (at least one tensor not contiguous), against
   the reference;
@@ -163,6 +165,12 @@ class OpTester:
             for i in floating:
                 tester.check_against_reference(sample, grad_of=i)
 
+        def double_backward_refused(device, case):
+            fn, inputs = case(device)
+            leaves = [a for a in inputs if isinstance(a, torch.Tensor) and a.requires_grad]
+            with pytest.raises(RuntimeError, match="double backward is not supported"):
+                torch.autograd.grad(fn(*inputs).sum(), leaves, create_graph=True)
+
         def non_contiguous(device, case):
             sample = case(device)
             assert any(isinstance(a, torch.Tensor) and not a.is_contiguous() for a in sample.args)
@@ -198,6 +206,7 @@ class OpTester:
         add("matches_reference", self.reference_cases(), matches_reference)
         add("one_gradient", self.reference_cases(), one_gradient)
         add("gradcheck", self.gradcheck_cases(), gradcheck)
+        add("double_backward_refused", self.gradcheck_cases(), double_backward_refused)
         add("opcheck", self.opcheck_cases(), opcheck)
         add("non_contiguous", self.non_contiguous_cases(), non_contiguous)
         add("empty", self.empty_cases(), empty)

@@ -30,6 +30,7 @@ struct AttentionPoolFunction : torch::autograd::Function<AttentionPoolFunction> 
     static const auto op = op_handle<std::tuple<at::Tensor, at::Tensor>(
         const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
         const at::Tensor&, const at::Tensor&)>("fastprompt::attention_pool_backward");
+    check_first_order("fastprompt.attention_pool");
     const variable_list saved = ctx->get_saved_variables();
     auto [grad_z, grad_queries] =
         op.call(grads[0], saved[0], saved[1], optional_of(saved[2]), saved[3], saved[4]);

@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -33,6 +34,14 @@ c10::TypedOperatorHandle<Signature> op_handle(const char* name) {
 inline at::Tensor layout_like(const at::Tensor& grad, const at::Tensor& like) {
   if (!grad.defined() || grad.sym_strides() == like.sym_strides()) return grad;
   return at::empty_like(like, grad.options()).copy_(grad);
+}
+
+// The backward ops have no derivative of their own: a backward run with create_graph=True (grad
+// mode on) would hand out gradients that later differentiate as constants. Say so instead.
+inline void check_first_order(const char* op) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), op, ": double backward is not supported (its gradients "
+              "were requested with create_graph=True); differentiate through the reference in "
+              "fastprompt.reference for higher-order gradients");
 }
 
 // `grad` where input `i` of the op needs a gradient, else an undefined tensor (no gradient).

@@ -28,6 +28,7 @@ struct GatheredLinearFunction : torch::autograd::Function<GatheredLinearFunction
     static const auto op = op_handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
         const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, bool)>(
         "fastprompt::gathered_linear_backward");
+    check_first_order("fastprompt.gathered_linear");
     const variable_list saved = ctx->get_saved_variables();
     const bool bias_grad = ctx->saved_data["bias_grad"].toBool();
     auto [grad_x, grad_weight, grad_bias] = op.call(grads[0], saved[0], saved[1], saved[3], bias_grad);

@@ -34,6 +34,7 @@ struct MultispaceProjectFunction : torch::autograd::Function<MultispaceProjectFu
         const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
         const std::optional<at::Tensor>&, const at::Tensor&)>(
         "fastprompt::multispace_project_backward");
+    check_first_order("fastprompt.multispace_project");
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &bias = saved[2], &gate_logits = saved[3];
     auto [grad_x, grad_weight, grad_bias, grad_logits] =

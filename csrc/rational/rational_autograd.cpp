@@ -26,6 +26,7 @@ struct RationalFunction : torch::autograd::Function<RationalFunction> {
     static const auto op = op_handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
         const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
         c10::string_view)>("fastprompt::rational_backward");
+    check_first_order("fastprompt.rational");
     const variable_list saved = ctx->get_saved_variables();
     const std::string form = ctx->saved_data["form"].toStringRef();
     auto [grad_x, grad_num, grad_den] = op.call(grads[0], saved[0], saved[1], saved[2], form);

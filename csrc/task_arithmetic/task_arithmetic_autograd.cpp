@@ -32,6 +32,7 @@ struct CombineFunction : torch::autograd::Function<CombineFunction> {
     static const auto op = op_handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
         const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::SymInt)>(
         "fastprompt::combine_backward");
+    check_first_order("fastprompt.combine");
     const variable_list saved = ctx->get_saved_variables();
     const c10::SymInt base_rows = ctx->saved_data["base_rows"].toSymInt();
     auto [grad_bank, grad_weights, grad_base] = op.call(grads[0], saved[0], saved[1], base_rows);
