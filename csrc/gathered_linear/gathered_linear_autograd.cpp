@@ -18,7 +18,6 @@ struct GatheredLinearFunction : torch::autograd::Function<GatheredLinearFunction
                                                 const at::Tensor&)>("fastprompt::gathered_linear");
     // a bias that needs no gradient is not summed in the backward
     const bool bias_grad = given(bias) && bias->requires_grad();
-    ctx->saved_data["bias_grad"] = bias_grad;
     ctx->save_for_backward({x, weight, bias_grad ? *bias : at::Tensor(), index});
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op.call(x, weight, bias, index);
@@ -30,7 +29,7 @@ struct GatheredLinearFunction : torch::autograd::Function<GatheredLinearFunction
         "fastprompt::gathered_linear_backward");
     check_first_order("fastprompt.gathered_linear");
     const variable_list saved = ctx->get_saved_variables();
-    const bool bias_grad = ctx->saved_data["bias_grad"].toBool();
+    const bool bias_grad = saved[2].defined();  // saved only when it needs a gradient
     auto [grad_x, grad_weight, grad_bias] = op.call(grads[0], saved[0], saved[1], saved[3], bias_grad);
     return {grad_if(ctx, 0, grad_x), grad_if(ctx, 1, layout_like(grad_weight, saved[1])),
             bias_grad ? grad_if(ctx, 2, layout_like(grad_bias, saved[2])) : at::Tensor(),
