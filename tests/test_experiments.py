@@ -1,5 +1,6 @@
-"""`python -m fastprompt.experiments`: every part of each experiment runs through its real code on a
-tiny random stand-in for MiniLM (a few steps), and the report holds its tables, rows and plots."""
+"""`python -m fastprompt.experiments`: every part of each experiment runs through its real code on
+tiny random stand-ins for MiniLM and SmolLM2 (a few steps), and the report holds its tables, rows
+and plots."""
 import csv
 
 import pytest
@@ -13,7 +14,7 @@ require("transformers")
 require("datasets")
 require("matplotlib")
 
-from test_demo import tiny_minilm  # noqa: E402
+from test_demo import tiny_minilm, tiny_smollm2  # noqa: E402
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def tiny_settings(monkeypatch):
     monkeypatch.setattr(fastprompt.models, "load_minilm", tiny_minilm)
     tiny = task_vectors.Settings(seeds=(0, 1), tokens=3, steps=2, batch_size=4, sizes=(4, 8), transfer_steps=2,
                                  checkpoints=(0, 2), merges=("task_arithmetic", "ties"))
-    monkeypatch.setattr(task_vectors.Settings, "make", classmethod(lambda cls, quick, seeds: tiny))
+    monkeypatch.setattr(task_vectors.Settings, "make", classmethod(lambda cls, quick, seeds, backbone: tiny))
     return tiny
 
 
@@ -59,16 +60,16 @@ def test_task_vectors_report_has_every_part(tmp_path, tiny_settings, one_thread,
 def test_vectors_of_one_seed_share_the_init(tiny_settings):
     from fastprompt.experiments import task_vectors
 
-    runs = [task_vectors.Run(t, 2, 0, tiny_settings, "cpu") for t in ("a", "b")]
+    runs = [task_vectors.Run(t, {"num_labels": 2}, 0, tiny_settings, "cpu") for t in ("a", "b")]
     assert torch.equal(runs[0].init, runs[1].init)
-    other = task_vectors.Run("a", 2, 1, tiny_settings, "cpu")
+    other = task_vectors.Run("a", {"num_labels": 2}, 1, tiny_settings, "cpu")
     assert not torch.equal(runs[0].init, other.init)
 
 
 def test_accuracy_with_another_prompt_restores_the_tuned_one(tiny_settings):
     from fastprompt.experiments import task_vectors
 
-    run = task_vectors.Run("a", 2, 0, tiny_settings, "cpu")
+    run = task_vectors.Run("a", {"num_labels": 2}, 0, tiny_settings, "cpu")
     examples = [{"text": "good film", "label": 1}, {"text": "bad film", "label": 0}]
     kept = run.model.prompt().clone()
     run.accuracy(examples, prompt=torch.randn_like(kept))
@@ -91,7 +92,7 @@ def test_ept_report_has_every_part(tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(fastprompt.models, "load_minilm", tiny_minilm)
     tiny = ept.Settings(seeds=(0, 1), tasks=("sentiment_places", "review_domain"), steps=2,
                         ablations=("N=1", "shared gate", "no fusion"))
-    monkeypatch.setattr(ept.Settings, "make", classmethod(lambda cls, quick, seeds: tiny))
+    monkeypatch.setattr(ept.Settings, "make", classmethod(lambda cls, quick, seeds, backbone: tiny))
     main(["ept", "--quick", "--out", str(tmp_path)])
     md = (tmp_path / "ept.md").read_text()
     for heading in ("## Main comparison", "## Ablations on review_domain", "## Learned gate weights"):
@@ -137,7 +138,7 @@ def test_iapt_report_has_every_part(tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(fastprompt.models, "load_minilm", tiny_minilm)
     tiny = iapt.Settings(seeds=(0, 1), tasks=("sentiment_places", "review_domain"),
                          activation_tasks=("sentiment_places",), steps=2)
-    monkeypatch.setattr(iapt.Settings, "make", classmethod(lambda cls, quick, seeds: tiny))
+    monkeypatch.setattr(iapt.Settings, "make", classmethod(lambda cls, quick, seeds, backbone: tiny))
     main(["iapt", "--quick", "--out", str(tmp_path)])
     md = (tmp_path / "iapt.md").read_text()
     for heading in ("## (a) Methods at a comparable budget", "## (b) Learned rational activations",
@@ -156,8 +157,87 @@ def test_iapt_report_has_every_part(tmp_path, monkeypatch, one_thread):
 def test_iapt_fixed_activation_is_frozen():
     from fastprompt.experiments import common
 
-    model, optimizer = common.iapt(4, activation="relu")(tiny_minilm(with_tokenizer=False), None, 0)
+    model, optimizer = common.iapt(4, activation="relu")(tiny_minilm(with_tokenizer=False), None, 0,
+                                                         common.backbone("minilm"))
     frozen = [n for n, p in model.named_parameters() if ".activation." in n]
     assert frozen and all(not p.requires_grad for n, p in model.named_parameters() if ".activation." in n)
     trained = {id(p) for group in optimizer.param_groups for p in group["params"] if p.requires_grad}
     assert not any(id(p) in trained for n, p in model.named_parameters() if ".activation." in n)
+
+
+# ---- the decoder (SmolLM2) versions -------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_decoder(monkeypatch):
+    """A tiny random SmolLM2 stand-in whose word tokenizer knows every answer word of the tasks."""
+    import fastprompt.models
+    import test_data
+    from fastprompt.data import TASKS
+    from fastprompt.experiments import common
+
+    words = list(common.DOMAINS) + [w for task in TASKS.values() for w in task["labels"]]
+    monkeypatch.setattr(test_data, "WORDS", test_data.WORDS + [w for w in dict.fromkeys(words)
+                                                               if w not in test_data.WORDS])
+    monkeypatch.setattr(fastprompt.models, "load_smollm2", tiny_smollm2)
+    return common.backbone("smollm2")
+
+
+def test_decoder_tasks_are_instructions_answered_by_words(tiny_decoder):
+    from fastprompt.data import TASKS
+    from fastprompt.experiments import common
+
+    data = common.load_tasks(["sentiment_places", "review_domain", "news_topic", "entailment"], tiny_decoder)
+    for name, task in data.items():
+        assert len(task["choices"]) == task["num_labels"]
+        for e in task["test"][:5]:
+            assert e["response"] == task["choices"][e["label"]]
+            assert e["text"] in e["prompt"] or name == "entailment"
+    assert data["review_domain"]["choices"] == common.DOMAINS
+    assert data["review_domain"]["test"][0]["prompt"].startswith("Which kind of thing")
+    assert data["entailment"]["choices"] == TASKS["entailment"]["labels"]
+    first = data["entailment"]["test"][0]
+    assert first["premise"] in first["prompt"] and first["hypothesis"] in first["prompt"]
+
+
+def test_decoder_runs_copy_the_backbone_and_leave_it_untouched(tiny_decoder):
+    from fastprompt.experiments import common
+
+    data = common.load_tasks(["sentiment_places"], tiny_decoder)["sentiment_places"]
+    pristine, _ = tiny_decoder._loaded()
+    before = {k: v.clone() for k, v in pristine.state_dict().items()}
+    zero_shot = tiny_decoder.zero_shot(data)
+    for build in (common.lora(2), common.prompt_tuning(3), common.iapt(4)):
+        out = common.train_and_score("sentiment_places", data, 0, build, 2, backbone=tiny_decoder, batch_size=4,
+                                     validation=False)
+        assert out["run"].model.base_model is not pristine and 0 <= out["row"]["test_acc"] <= 1
+        assert "val_acc" not in out["row"]
+    assert all(torch.equal(before[k], v) for k, v in pristine.state_dict().items())
+    assert tiny_decoder.zero_shot(data) == zero_shot
+
+
+@pytest.mark.parametrize("name", ["iapt", "ept", "task_vectors"])
+def test_decoder_report_has_every_part(name, tmp_path, monkeypatch, tiny_decoder, one_thread):
+    from fastprompt.experiments import EXPERIMENTS
+    from fastprompt.experiments.__main__ import main
+
+    module = EXPERIMENTS[name]
+    real_make = module.Settings.make.__func__
+
+    def tiny(cls, quick, seeds, backbone):
+        s = real_make(cls, quick, seeds, backbone)
+        s.steps = 2
+        if name == "iapt":
+            s.activation_tasks = ("sentiment_places",)
+            s.tasks = ("sentiment_places", "review_domain")
+        if name == "ept":
+            s.tasks, s.ablations = ("sentiment_places", "review_domain"), ("N=1",)
+        return s
+
+    monkeypatch.setattr(module.Settings, "make", classmethod(tiny))
+    main([name, "--model", "smollm2", "--quick", "--out", str(tmp_path)])
+    md = (tmp_path / f"{name}_smollm2.md").read_text()
+    assert "SmolLM2-135M-Instruct" in md.splitlines()[0] and "zero-shot" in md
+    with open(tmp_path / f"{name}_smollm2.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(0 <= float(r["test_acc"]) <= 1 for r in rows if r.get("test_acc"))
+    assert not (tmp_path / f"{name}.md").exists()

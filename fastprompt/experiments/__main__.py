@@ -1,4 +1,5 @@
-"""python -m fastprompt.experiments NAME [NAME ...] [--quick] [--seeds N] [--out DIR] [--device D]"""
+"""python -m fastprompt.experiments NAME [NAME ...] [--model minilm|smollm2] [--quick] [--seeds N] [--out DIR]
+[--device D]"""
 import argparse
 import sys
 import time
@@ -6,12 +7,16 @@ import time
 import torch
 
 from fastprompt.experiments import EXPERIMENTS
+from fastprompt.experiments.common import BACKBONES
 from fastprompt.experiments.report import Report
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastprompt.experiments", description=__doc__)
     parser.add_argument("names", nargs="+", metavar="NAME", help=f"one or more of {sorted(EXPERIMENTS)}, or all")
+    parser.add_argument("--model", default="minilm", choices=sorted(BACKBONES),
+                        help="the backbone: all-MiniLM-L6-v2 (default; reports NAME.md) or SmolLM2-135M-Instruct "
+                             "(reports NAME_smollm2.md)")
     parser.add_argument("--quick", action="store_true", help="a smoke run (fewer steps, tasks and seeds)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 3; quick 2)")
     parser.add_argument("--out", default="experiments/results", help="folder of the reports")
@@ -29,12 +34,15 @@ def main(argv=None):
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()  # the fresh heads' "newly initialized" report
     transformers.utils.logging.disable_progress_bar()
+    backbone = BACKBONES[args.model]
     for name in names:
         module = EXPERIMENTS[name]
-        report = Report(name, module.TITLE + (" (--quick)" if args.quick else ""), args.out, args.device)
+        title = module.TITLE.format(model=backbone.title) + (" (--quick)" if args.quick else "")
+        report = Report(name if backbone.name == "minilm" else f"{name}_{backbone.name}", title, args.out, args.device)
         start = time.perf_counter()
-        module.run(report, quick=args.quick, seeds=args.seeds, device=args.device,
-                   log=lambda msg: print(f"[{name} {time.perf_counter() - start:.0f}s] {msg}", file=sys.stderr, flush=True))
+        module.run(report, quick=args.quick, seeds=args.seeds, device=args.device, backbone=backbone,
+                   log=lambda msg: print(f"[{report.name} {time.perf_counter() - start:.0f}s] {msg}", file=sys.stderr,
+                                         flush=True))
         path = report.write(time.perf_counter() - start)
         print(f"wrote {path}")
 

@@ -1,16 +1,16 @@
 """IAPT (arXiv 2405.18203) against prompt tuning, DePT, EPT and LoRA at small scale, on
-all-MiniLM-L6-v2.
+all-MiniLM-L6-v2 or SmolLM2-135M-Instruct.
 
-Every method trains a fresh classification head with its adapter on the task families of
-:func:`fastprompt.experiments.common.load_tasks`, for the same number of AdamW steps of batch 8.
-The budget is about that of 100 soft tokens (38,400 parameters at d = 384):
+Every method trains on the task families of :func:`fastprompt.experiments.common.load_tasks`, for
+the same number of AdamW steps of the same batches. The budget is about that of 100 soft tokens
+(38,400 parameters on MiniLM, d = 384; 57,600 on SmolLM2, d = 576):
 
 - IAPT: 4 soft tokens per layer from a generator of bottleneck 8 (down-projection, attention
   pooling, a rational activation, up-projection) per layer, default learning rates;
 - prompt tuning with 100 tokens, and with 20 tokens (a fifth of the budget);
-- DePT and EPT with the short prompt and rank that fit 100 tokens (m = 60, r = 34 over 64 input
-  positions; EPT's projection comes on top);
-- LoRA through PEFT, r = 4 on the query and value projections of the 6 layers.
+- DePT and EPT with the short prompt and rank that fit 100 tokens (``match_prompt_budget``; EPT's
+  projection comes on top);
+- LoRA through PEFT, r = 4 on the query and value projections of every layer.
 
 (b) The pilot claim: each layer learning its own rational activation (initialised as GELU)
 against one fixed activation in every layer (the rational fits of GELU, ReLU and SiLU, frozen),
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 NAME = "iapt"
-TITLE = "IAPT vs prompt tuning, DePT, EPT and LoRA on all-MiniLM-L6-v2 (arXiv 2405.18203, small scale)"
+TITLE = "IAPT vs prompt tuning, DePT, EPT and LoRA on {model} (arXiv 2405.18203, small scale)"
 BUDGET_TOKENS = 100
 BOTTLENECK = 8
 FIXED_ACTIVATIONS = ("gelu", "relu", "silu")
@@ -36,17 +36,31 @@ class Settings:
     activation_tasks: Sequence[str]
     steps: int = 100
     methods: Optional[Sequence[str]] = None
+    batch_size: int = 8
+    validation: bool = True  # score the validation split too
 
     @classmethod
-    def make(cls, quick: bool, seeds: Optional[int]) -> "Settings":
+    def make(cls, quick: bool, seeds: Optional[int], backbone=None) -> "Settings":
         from fastprompt.experiments.common import available_tasks
 
+        if backbone is not None and backbone.name == "smollm2":
+            return cls.for_decoder(quick, seeds)
         if quick:
             return cls(seeds=tuple(range(seeds or 2)), tasks=("sentiment_places",),
                        activation_tasks=("sentiment_places",), steps=20, methods=("IAPT", "prompt tuning (20)", "LoRA"))
         third = "news_topic" if "news_topic" in available_tasks() else "sentiment_media"
         return cls(seeds=tuple(range(seeds or 3)), tasks=("sentiment_places", "review_domain", third),
                    activation_tasks=("sentiment_places", "review_domain"))
+
+
+    @classmethod
+    def for_decoder(cls, quick: bool, seeds: Optional[int]) -> "Settings":
+        """SmolLM2: a training step costs about 15x MiniLM's on the CPU, so fewer, smaller steps."""
+        if quick:
+            return cls(seeds=tuple(range(seeds or 2)), tasks=("sentiment_places",), activation_tasks=(),
+                       steps=6, methods=("IAPT", "prompt tuning (20)", "LoRA"), batch_size=4, validation=False)
+        return cls(seeds=tuple(range(seeds or 3)), tasks=("sentiment_places", "sentiment_media", "review_domain"),
+                   activation_tasks=("sentiment_places",), steps=16, batch_size=4, validation=False)
 
 
 def methods() -> Dict[str, object]:
@@ -57,13 +71,20 @@ def methods() -> Dict[str, object]:
             "EPT": common.ept(BUDGET_TOKENS), "LoRA": common.lora(4)}
 
 
-def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = "cpu", log=print) -> None:
+def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = "cpu", log=print,
+        backbone=None) -> None:
     from fastprompt.experiments import common
     from fastprompt.experiments.report import clearly_positive, markdown_table, mean_std, paired_difference
 
-    s = Settings.make(quick, seeds)
-    data = common.load_tasks(sorted(set(s.tasks) | set(s.activation_tasks)))
-    report.add(__doc__.split("\n\n", 1)[1].strip())
+    backbone = backbone or common.backbone("minilm")
+    s = Settings.make(quick, seeds, backbone)
+    data = common.load_tasks(sorted(set(s.tasks) | set(s.activation_tasks)), backbone)
+    report.add(__doc__.split("\n\n", 1)[1].strip() + "\n\n" + backbone.description)
+
+    def train(task, seed, build):
+        return common.train_and_score(task, data[task], seed, build, s.steps, device, backbone, s.batch_size,
+                                      s.validation)
+
     chosen = {m: b for m, b in methods().items() if s.methods is None or m in s.methods}
     results: Dict = {}
     learned: Dict = {}
@@ -72,7 +93,7 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
     for task in s.tasks:
         for seed in s.seeds:
             for method, build in chosen.items():
-                out = common.train_and_score(task, data[task], seed, build, s.steps, device)
+                out = train(task, seed, build)
                 row = {"part": "methods", "method": method, **out["row"]}
                 report.rows.append(row)
                 results.setdefault((method, task), []).append(row)
@@ -88,6 +109,13 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
         rows.append((method, f"{all_runs[0]['trainable']:,}") + tuple(mean_std(v) for v in per_task)
                     + (f"{sum(means) / len(means):.3f}", mean_std([r["s_per_step"] for r in all_runs], 4),
                        f"{sum(r['s_per_step'] for r in all_runs) * s.steps / len(all_runs):.0f}"))
+    zero_shot = {t: backbone.zero_shot(data[t]) for t in s.tasks}
+    if all(v is not None for v in zero_shot.values()):
+        rows.append(("no adapter (zero-shot)", "0") + tuple(f"{zero_shot[t]:.3f}" for t in s.tasks)
+                    + (f"{sum(zero_shot.values()) / len(zero_shot):.3f}", "", ""))
+        for t in s.tasks:
+            report.rows.append({"part": "methods", "method": "no adapter (zero-shot)", "task": t, "trainable": 0,
+                                "steps": 0, "test_acc": zero_shot[t]})
     findings = []
     for other in chosen:
         if other == "IAPT":
@@ -96,12 +124,14 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
         verdict = "higher than" if clearly_positive(diff) else (
             "lower than" if clearly_positive([-d for d in diff]) else "not clearly different from")
         findings.append(f"{verdict} {other} ({paired_difference(diff)})")
-    report.add(f"## (a) Methods at a comparable budget\n\n{s.steps} steps of batch 8 per run; test accuracy mean ± "
-               f"std over seeds {list(s.seeds)}; trainable parameters include the classification head (of the "
-               f"first task); s/step and the training seconds of one run are means over all runs.\n\n"
+    head = ("trainable parameters include the classification head (of the first task)" if backbone.head_modules
+            else "no head is trained")
+    report.add(f"## (a) Methods at a comparable budget\n\n{s.steps} steps of batch {s.batch_size} per run; test "
+               f"accuracy mean ± std over seeds {list(s.seeds)}; {head}; s/step and the training seconds of one run are means over all runs.\n\n"
                + markdown_table(header, rows) + "\n\nFinding: IAPT's test accuracy, paired by task and seed, is "
                + "; ".join(findings) + ".")
-    _activation_part(report, s, data, learned, device, log)
+    if s.activation_tasks:
+        _activation_part(report, s, learned, train, log)
     _serving_part(report)
 
 
@@ -115,7 +145,7 @@ def _activations(model) -> List:
     return out
 
 
-def _activation_part(report, s: Settings, data: Dict, learned: Dict, device: str, log) -> None:
+def _activation_part(report, s: Settings, learned: Dict, train, log) -> None:
     from fastprompt.experiments import common
     from fastprompt.experiments.report import markdown_table, mean_std
 
@@ -123,15 +153,14 @@ def _activation_part(report, s: Settings, data: Dict, learned: Dict, device: str
     for task in s.activation_tasks:
         for seed in s.seeds:
             if (task, seed) not in learned:
-                out = common.train_and_score(task, data[task], seed, common.iapt(BOTTLENECK), s.steps, device)
+                out = train(task, seed, common.iapt(BOTTLENECK))
                 learned[task, seed] = (out["row"], _activations(out["run"].model))
             variants["learned rational per layer (GELU init)"].setdefault(task, []).append(learned[task, seed][0])
     for fixed in FIXED_ACTIVATIONS:
         name = f"fixed {fixed} in every layer"
         for task in s.activation_tasks:
             for seed in s.seeds:
-                out = common.train_and_score(task, data[task], seed, common.iapt(BOTTLENECK, activation=fixed),
-                                             s.steps, device)
+                out = train(task, seed, common.iapt(BOTTLENECK, activation=fixed))
                 row = {"part": "activation", "method": f"IAPT {name}", **out["row"]}
                 report.rows.append(row)
                 variants.setdefault(name, {}).setdefault(task, []).append(row)
