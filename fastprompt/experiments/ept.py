@@ -43,7 +43,6 @@ class Settings:
                        ablations=("N=1", "no fusion"))
         return cls(seeds=tuple(range(seeds or 3)))
 
-
     @classmethod
     def for_decoder(cls, quick: bool, seeds: Optional[int]) -> "Settings":
         """SmolLM2: a training step costs about 15x MiniLM's on the CPU, so fewer, smaller steps,
@@ -141,7 +140,8 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
     head = "include the classification head" if backbone.head_modules else "are the adapter's alone"
     report.add(f"## Main comparison\n\n{s.steps} steps of batch {s.batch_size} per run; test accuracy mean ± std over "
                f"seeds {list(s.seeds)}; the spread is the standard deviation of the per-task means; s/step is the "
-               f"training time per step (mean ± std over all runs); trainable parameters {head}.\n\n" + markdown_table(header, rows)
+               f"training time per step (mean ± std over all runs); trainable parameters {head}.\n\n"
+               + markdown_table(header, rows)
                + f"\n\nTraining time per step, EPT / DePT: {time_ratio['EPT'] / time_ratio['DePT']:.2f}; EPT / prompt "
                f"tuning: {time_ratio['EPT'] / time_ratio['prompt tuning']:.2f}.\n\nFindings: "
                + "; ".join(findings) + ".")

@@ -52,7 +52,6 @@ class Settings:
         return cls(seeds=tuple(range(seeds or 3)), tasks=("sentiment_places", "review_domain", third),
                    activation_tasks=("sentiment_places", "review_domain"))
 
-
     @classmethod
     def for_decoder(cls, quick: bool, seeds: Optional[int]) -> "Settings":
         """SmolLM2: a training step costs about 15x MiniLM's on the CPU, so fewer, smaller steps."""
@@ -127,7 +126,8 @@ def run(report, quick: bool = False, seeds: Optional[int] = None, device: str = 
     head = ("trainable parameters include the classification head (of the first task)" if backbone.head_modules
             else "no head is trained")
     report.add(f"## (a) Methods at a comparable budget\n\n{s.steps} steps of batch {s.batch_size} per run; test "
-               f"accuracy mean ± std over seeds {list(s.seeds)}; {head}; s/step and the training seconds of one run are means over all runs.\n\n"
+               f"accuracy mean ± std over seeds {list(s.seeds)}; {head}; s/step and the training seconds of one "
+               f"run are means over all runs.\n\n"
                + markdown_table(header, rows) + "\n\nFinding: IAPT's test accuracy, paired by task and seed, is "
                + "; ".join(findings) + ".")
     if s.activation_tasks:

@@ -314,9 +314,10 @@ def part_arithmetic(runs: Dict, data: Dict, tasks: Sequence[str], s: Settings, r
     finding = "\n\nFinding: on average over pairs, tasks and seeds the combined prompt keeps " + "; ".join(
         f"{sum(v) / len(v):.1f}% ({min(v):.0f}-{max(v):.0f}%) with {m}" for m, v in by_method.items() if v) + \
         " of the single-task accuracy (the paper: 99.1% / 96.5% for MNLI + QNLI on T5-base)."
+    own_head = " with its own head" if backbone is None or backbone.head_modules else ""
     report.add("## (c) Arithmetic\n\nThe prompt `init + lambda * merge(tau_A, tau_B)` (lambda from "
                f"{list(s.lambdas)}, chosen per seed on the two validation splits; TIES density 0.2, DARE keep "
-               f"probability 0.5), each task scored{' with its own head' if backbone is None or backbone.head_modules else ''}: "
+               f"probability 0.5), each task scored{own_head}: "
                "test accuracy as a percentage of the "
                f"task's single-task accuracy (`init + tau_task`), mean ± std over {len(s.seeds)} seeds.\n\n"
                + markdown_table(("pair", "merge", "task", "% of single-task accuracy"), rows) + finding)
