@@ -199,18 +199,23 @@ def _plot_activations(report, s: Settings, learned: Dict) -> None:
 
     tasks = list(s.activation_tasks)
     x = torch.linspace(-4, 4, 401)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks) + 1, 3.6), squeeze=False,
+                             layout="constrained")
+    layers = len(learned[tasks[0], s.seeds[0]][1])
+    colors = plt.get_cmap("viridis", max(2, layers))
     for ax, task in zip(axes[0], tasks):
         _, acts = learned[task, s.seeds[0]]
         for layer, (num, den, form) in enumerate(acts):
             with torch.no_grad():
                 y = fastprompt.rational(x[None, :], num.float(), den.float(), form)[0]
-            ax.plot(x, y, label=f"layer {layer}", linewidth=1)
-        ax.plot(x, torch.nn.functional.gelu(x), color="black", linestyle="--", linewidth=1, label="GELU (init)")
+            ax.plot(x, y, color=colors(layer), linewidth=1)
+        ax.plot(x, torch.nn.functional.gelu(x), color="red", linestyle="--", linewidth=1, label="GELU (init)")
         ax.set_title(f"{task}, seed {s.seeds[0]}", fontsize=9)
         ax.set_xlabel("x")
     axes[0][0].set_ylabel("learned activation")
     axes[0][0].legend(fontsize=7)
+    scale = plt.cm.ScalarMappable(cmap=colors, norm=matplotlib.colors.Normalize(0, max(1, layers - 1)))
+    fig.colorbar(scale, ax=axes[0].tolist(), label="layer")
     report.figure(fig, "activations", "The rational activation each layer learned (IAPT, seed "
                                       f"{s.seeds[0]}), against its GELU initialisation.")
 
