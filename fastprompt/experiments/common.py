@@ -160,12 +160,12 @@ class SmolLM2(Backbone):
         return InstructionCollator(tokenizer, system_prompt=self.system_prompt, max_length=self.max_length)
 
     def prepare(self, name, task):
-        from fastprompt.data import TASKS, instruction
+        from fastprompt.data import instruction, label_words
 
         if name == "review_domain":
             template, words = DOMAIN_INSTRUCTION, DOMAINS
         else:
-            template, words = None, TASKS[SHIPPED_TASK[name]]["labels"]
+            template, words = None, label_words(SHIPPED_TASK[name])
 
         def convert(example):
             prompt = (template.format(text=example["text"]) if template
