@@ -34,7 +34,7 @@ class Settings:
     seeds: Sequence[int]
     tasks: Sequence[str]
     activation_tasks: Sequence[str]
-    steps: int = 100
+    steps: int = 64
     methods: Optional[Sequence[str]] = None
     batch_size: int = 8
     validation: bool = True  # score the validation split too
